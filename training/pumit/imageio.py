@@ -1,0 +1,196 @@
+"""Reading and writing medical images with their full geometry (SimpleITK), and the mapping between
+an image's voxel grid and the model's ``(D, H, W)`` layout.
+
+Geometry is never resampled here. :func:`to_model_layout` only *transposes* array axes so that the
+slice axis comes first, and :func:`from_model_layout` transposes back and copies origin, spacing and
+direction from the reference image, so an output is on exactly the input's grid (LPS physical space,
+as ITK defines it; RAS files such as NIfTI are converted by ITK on read and back on write).
+
+Supported inputs: any file SimpleITK reads (NIfTI ``.nii/.nii.gz``, NRRD ``.nrrd/.nhdr``, MetaImage
+``.mha/.mhd``, single DICOM files, PNG/JPEG/BMP/TIFF) and DICOM series folders.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from pumit.errors import InputError
+from pumit.spacing import PLANAR_THICKNESS, Spacing
+
+#: File name suffixes SimpleITK writes; the temporary name of an atomic write must keep them.
+_MULTI_SUFFIXES = (".nii.gz", ".seg.nrrd", ".tar.gz")
+
+
+def full_suffix(path: str | os.PathLike) -> str:
+    """Suffix including double extensions such as ``.nii.gz``."""
+    name = Path(path).name.lower()
+    for s in _MULTI_SUFFIXES:
+        if name.endswith(s):
+            return Path(path).name[-len(s):]
+    return Path(path).suffix
+
+
+def read_image(path: str | os.PathLike) -> sitk.Image:
+    """Read an image file or a DICOM series folder.
+
+    A folder holding several DICOM series is read as its largest series (most files). Raises
+    :class:`~pumit.errors.InputError` with the path for a missing, empty, corrupt or truncated input.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input not found: {p}")
+    try:
+        if p.is_dir():
+            return _read_dicom_series(p)
+        if p.stat().st_size == 0:
+            raise InputError(f"input file is empty: {p}")
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as e:  # SimpleITK reports unreadable/corrupt files as RuntimeError
+        first = next((ln.strip() for ln in str(e).splitlines() if "rror" in ln or "exception" in ln.lower()), "")
+        raise InputError(f"cannot read image {p}: corrupt, truncated or unsupported file ({first[:160]})") from e
+    if image.GetNumberOfPixels() == 0:
+        raise InputError(f"image has no voxels: {p}")
+    return image
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"no DICOM series found in folder {folder}")
+    files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return reader.Execute()
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write atomically: to a temporary name in the same folder, then rename over ``path``.
+
+    A failure (full disk, cancel) never leaves a partial file under ``path``.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    suffix = full_suffix(p) or ".nii.gz"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=compress)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """How an image's voxel array maps to the model's ``(D, H, W)`` array.
+
+    ``perm`` gives, for model axes ``(D, H, W)``, the axis of SimpleITK's numpy array ``(z, y, x)``
+    it came from. ``spacing`` is the model-order spacing in mm; for 2D images the thickness is
+    :data:`~pumit.spacing.PLANAR_THICKNESS`. ``channels`` is the number of components per voxel.
+    """
+
+    perm: tuple[int, int, int]
+    spacing: Spacing
+    channels: int
+    planar: bool
+
+
+def choose_depth_axis(spacing_zyx: tuple[float, float, float], *, anisotropy_tol: float = 1.1) -> int:
+    """Pick the slice axis among numpy axes ``(z, y, x)``: the axis with clearly the largest spacing
+    (more than ``anisotropy_tol`` times the others), else the image's own slice axis ``z`` (0)."""
+    s = np.asarray(spacing_zyx, dtype=float)
+    k = int(np.argmax(s))
+    others = np.delete(s, k)
+    if s[k] > anisotropy_tol * others.max():
+        return k
+    return 0
+
+
+def to_model_layout(image: sitk.Image, *, depth_axis: int | None = None) -> tuple[np.ndarray, ModelLayout]:
+    """Convert an image to a ``(C, D, H, W)`` float32 array in model layout, and the layout to undo it.
+
+    ``depth_axis`` (numpy axis 0=z, 1=y, 2=x of the image) overrides the automatic choice of
+    :func:`choose_depth_axis`. 2D images become ``D = 1`` with planar thickness. Raises
+    :class:`~pumit.errors.InputError` for 4D images and NaN/Inf voxels.
+    """
+    dim = image.GetDimension()
+    if dim not in (2, 3):
+        raise InputError(f"expected a 2D or 3D image, got a {dim}D image of size {image.GetSize()}")
+    channels = image.GetNumberOfComponentsPerPixel()
+    arr = sitk.GetArrayFromImage(image)  # (z, y, x[, c]) or (y, x[, c])
+    if channels == 1:
+        arr = arr[..., None]
+    arr = np.moveaxis(arr, -1, 0)  # (C, [z,] y, x)
+    sp = image.GetSpacing()  # (x, y[, z])
+    if dim == 2:
+        arr = arr[:, None]
+        spacing_zyx = (PLANAR_THICKNESS, float(sp[1]), float(sp[0]))
+        planar = True
+    else:
+        spacing_zyx = (float(sp[2]), float(sp[1]), float(sp[0]))
+        planar = False
+        if image.GetSize()[2] == 1:  # a single slice stored as 3D (e.g. one DICOM CR): treat as 2D
+            spacing_zyx = (PLANAR_THICKNESS, spacing_zyx[1], spacing_zyx[2])
+            planar = True
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError("image contains NaN or infinite voxel values; clean or mask them first")
+    if depth_axis is None:
+        depth_axis = 0 if planar else choose_depth_axis(spacing_zyx)
+    if depth_axis not in (0, 1, 2):
+        raise InputError(f"depth_axis must be 0 (z), 1 (y) or 2 (x), got {depth_axis}")
+    perm = (depth_axis,) + tuple(a for a in (0, 1, 2) if a != depth_axis)
+    out = np.ascontiguousarray(arr.transpose((0,) + tuple(a + 1 for a in perm)), dtype=np.float32)
+    spacing = tuple(spacing_zyx[a] for a in perm)
+    return out, ModelLayout(perm=perm, spacing=spacing, channels=channels, planar=planar)  # type: ignore[arg-type]
+
+
+def from_model_layout(array: np.ndarray, layout: ModelLayout, reference: sitk.Image, *, dtype=None) -> sitk.Image:
+    """Inverse of :func:`to_model_layout` for a single-channel ``(D, H, W)`` array (or ``(C, D, H, W)`` as a
+    vector image): transpose back and copy origin, spacing and direction from ``reference``."""
+    a = np.asarray(array)
+    vector = a.ndim == 4
+    if not vector and a.ndim != 3:
+        raise InputError(f"expected a (D, H, W) or (C, D, H, W) array, got shape {a.shape}")
+    inv = tuple(int(i) for i in np.argsort(layout.perm))
+    a = a.transpose(((0,) + tuple(i + 1 for i in inv)) if vector else inv)
+    if reference.GetDimension() == 2:
+        a = a[:, 0] if vector else a[0]
+    if vector:
+        a = np.moveaxis(a, 0, -1)
+    if dtype is not None:
+        a = a.astype(dtype)
+    out = sitk.GetImageFromArray(np.ascontiguousarray(a), isVector=vector)
+    if out.GetSize() != reference.GetSize():
+        raise InputError(f"array of shape {array.shape} does not match the reference grid {reference.GetSize()}")
+    out.CopyInformation(reference)
+    return out
