@@ -1,0 +1,171 @@
+"""Spatially adaptive convolutions (SAC).
+
+A SAC layer owns an *isotropic* 3D kernel and, at run time, shrinks its depth kernel and depth stride
+according to the degree of anisotropy (DA) of the feature map it is applied to (see
+:mod:`pumit.spacing`). Depth taps are **sum-pooled** so that a constant input gives the same response
+as the full kernel would, and a 2D kernel inflated to 3D by ``repeat / depth`` is recovered exactly on
+a single slice.
+
+Every layer takes ``(x, spacing)`` with ``x`` of shape ``(B, C, D, H, W)`` and spacing
+``(thickness, in-plane H, in-plane W)`` in mm of *this feature map*, and returns ``(y, spacing_y)``.
+
+Variants:
+
+* :class:`SACDownsample` — kernel ``k`` (``k == stride`` or ``k == 3``), power-of-2 ``stride``; depth
+  stride ``max(stride >> DA, 1)``.
+* :class:`SACConv` — ``3³`` conv, stride 1; depth kernel reduced to 1 while the map is anisotropic.
+* :class:`SACUpsample` — transposed conv with kernel = stride; depth stride chosen so the output is not
+  thinner than ``target_thickness`` (the thickness of the level being reconstructed).
+* :class:`SACMaxPool` — max pooling ``2`` in-plane with the same depth rule as downsampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pumit.errors import InputError
+from pumit.spacing import Spacing, SpacingLike, as_spacing, down_depth_stride, pending_halvings, up_depth_stride
+
+
+def _sum_pool_depth(weight: torch.Tensor, depth: int) -> torch.Tensor:
+    """Sum-pool the depth taps (dim 2) of a conv weight into ``depth`` groups of adjacent taps."""
+    k = weight.shape[2]
+    if depth == k:
+        return weight
+    if k % depth:
+        raise ValueError(f"cannot sum-pool a depth kernel of {k} into {depth} taps")
+    return weight.unflatten(2, (depth, k // depth)).sum(3)
+
+
+def _check_divisible(x: torch.Tensor, stride: tuple[int, int, int], spacing: Spacing, what: str) -> None:
+    for n, s, axis in zip(x.shape[2:], stride, "DHW"):
+        if n % s:
+            raise InputError(
+                f"{what}: size {tuple(x.shape[2:])} (D, H, W) with spacing {spacing} mm needs {axis} divisible by {s}; "
+                "pad or crop the input to a multiple of the model's required divisor"
+            )
+
+
+class SACDownsample(nn.Conv3d):
+    """Downsampling SAC. Weight ``(out, in, k, k, k)``; in-plane stride ``stride``; depth per DA."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int | None = None, bias: bool = True):
+        kernel_size = stride if kernel_size is None else kernel_size
+        if kernel_size not in (stride, 3):
+            raise ValueError(f"SACDownsample supports kernel == stride or kernel 3, got kernel {kernel_size}, stride {stride}")
+        padding = 0 if kernel_size == stride else 1
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.sac_stride = stride
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+        s = as_spacing(spacing)
+        stride, k = self.sac_stride, self.kernel_size[0]
+        t = down_depth_stride(s, stride)
+        weight, pad_d = self.weight, self.padding[0]
+        if t != stride:
+            weight = _sum_pool_depth(weight, 1 if t == 1 else t)
+            pad_d = 0
+        if k == stride:
+            _check_divisible(x, (t, stride, stride), s, "SAC downsampling")
+        y = F.conv3d(x, weight, self.bias, stride=(t, stride, stride), padding=(pad_d, self.padding[1], self.padding[2]))
+        return y, (s[0] * t, s[1] * stride, s[2] * stride)
+
+
+class SACConv(nn.Conv3d):
+    """``3³`` stride-1 SAC: the depth kernel is sum-pooled to 1 while the feature map is anisotropic."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"SACConv needs an odd kernel size, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+        s = as_spacing(spacing)
+        if self.kernel_size[0] == 1 or pending_halvings(s) == 0:
+            return F.conv3d(x, self.weight, self.bias, padding=self.padding), s
+        weight = _sum_pool_depth(self.weight, 1)
+        return F.conv3d(x, weight, self.bias, padding=(0, self.padding[1], self.padding[2])), s
+
+
+class SACUpsample(nn.ConvTranspose3d):
+    """Upsampling SAC (transposed conv, kernel = stride). Weight ``(in, out, S, S, S)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, stride, stride=stride, bias=bias)
+        self.sac_stride = stride
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike, target_thickness: float) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+        s = as_spacing(spacing)
+        stride = self.sac_stride
+        t = up_depth_stride(s, stride, target_thickness)
+        weight = self.weight if t == stride else _sum_pool_depth(self.weight, t)
+        y = F.conv_transpose3d(x, weight, self.bias, stride=(t, stride, stride))
+        return y, (s[0] / t, s[1] / stride, s[2] / stride)
+
+
+class SACMaxPool(nn.Module):
+    """Max pooling by ``stride`` in-plane; depth pooled only as the DA allows (same rule as :class:`SACDownsample`)."""
+
+    def __init__(self, stride: int = 2):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:
+        s = as_spacing(spacing)
+        t = down_depth_stride(s, self.stride)
+        _check_divisible(x, (t, self.stride, self.stride), s, "SAC max-pooling")
+        y = F.max_pool3d(x, kernel_size=(t, self.stride, self.stride))
+        return y, (s[0] * t, s[1] * self.stride, s[2] * self.stride)
+
+
+SPATIAL_LAYERS = (SACDownsample, SACConv, SACMaxPool)
+
+
+class SACSequential(nn.ModuleList):
+    """A sequence of layers where SAC layers receive and update the spacing and others only see ``x``.
+
+    Keeps ``nn.Sequential``-style state-dict keys (``0.weight``, ``3.bias``, ...).
+    """
+
+    def __init__(self, modules: Iterable[nn.Module] = ()):
+        super().__init__(modules)
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike, target_thickness: float | None = None) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+        s = as_spacing(spacing)
+        for layer in self:
+            if isinstance(layer, SPATIAL_LAYERS) or hasattr(layer, "forward_spacing"):
+                x, s = layer(x, s)
+            elif isinstance(layer, SACUpsample):
+                if target_thickness is None:
+                    raise ValueError("SACSequential with SACUpsample layers needs target_thickness")
+                x, s = layer(x, s, target_thickness)
+            else:
+                x = layer(x)
+        return x, s
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of a ``(B, C, D, H, W)`` tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class SACConvBlock(nn.Module):
+    """``SACConv 3³ → GroupNorm → LeakyReLU``; ``forward_spacing`` marks it as spacing-aware."""
+
+    forward_spacing = True
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 8):
+        super().__init__()
+        self.conv = SACConv(in_channels, out_channels)
+        self.norm = nn.GroupNorm(min(groups, out_channels), out_channels)
+        self.act = nn.LeakyReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:
+        y, s = self.conv(x, spacing)
+        return self.act(self.norm(y)), s

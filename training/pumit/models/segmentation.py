@@ -1,0 +1,182 @@
+"""Segmentation with SPAD-ViT: ViT features → hierarchical maps → U-Net decoder, all spacing-aware.
+
+Levels are indexed by their in-plane scale ``2^ℓ`` (ℓ = 0 is full resolution). With patch size
+``P = 2^p`` the ViT's tokens live at level ``p``. Four block outputs become the levels ``p−2`` (two SAC
+transposed convs ×2), ``p−1`` (one), ``p`` (identity) and ``p+1`` (SAC max-pool); a small SAC conv stem
+provides levels ``0 … p−3`` at full detail. A U-Net decoder then upsamples level by level with SAC
+transposed convs whose depth stride is chosen to land exactly on each skip's grid (so anisotropic
+depth is never over-upsampled), concatenates the skip and applies two SAC 3³ conv blocks.
+
+Input ``(B, C, D, H, W)`` with spacing; output logits ``(B, num_classes, D, H, W)``. The input size must
+be divisible by :meth:`SpadViTSegmenter.required_divisor` (in-plane ``2P``; depth as the DA allows).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from pumit.errors import InputError
+from pumit.models.sac import ChannelLayerNorm, SACConvBlock, SACDownsample, SACMaxPool, SACUpsample
+from pumit.models.vit import SpadViT, ViTConfig
+from pumit.spacing import Spacing, SpacingLike, check_volume, downsampled_spacing, required_divisor
+
+
+def default_feature_layers(depth: int) -> tuple[int, ...]:
+    """Block indices tapped for the 4 hierarchical levels (``(3, 5, 7, 11)`` for 12 blocks, as published)."""
+    if depth == 12:
+        return (3, 5, 7, 11)
+    if depth < 4:
+        return tuple(min(i, depth - 1) for i in range(4))
+    return tuple(int(round(depth * k / 4)) - 1 for k in range(1, 5))
+
+
+@dataclass
+class SegmenterConfig:
+    vit: ViTConfig = field(default_factory=ViTConfig)
+    num_classes: int = 2
+    feature_layers: tuple[int, ...] | None = None
+    adapter_channels: tuple[int, int, int, int] = (128, 256, 512, 512)
+    stem_channels: tuple[int, ...] = (32, 64)
+
+    def __post_init__(self) -> None:
+        p = int(math.log2(self.vit.patch_size))
+        if p < 2:
+            raise InputError(f"segmentation needs patch_size >= 4, got {self.vit.patch_size}")
+        if len(self.stem_channels) < p - 2:
+            raise InputError(f"patch_size {self.vit.patch_size} needs {p - 2} stem channel values, got {self.stem_channels}")
+        self.stem_channels = tuple(self.stem_channels[: p - 2])
+        self.adapter_channels = tuple(self.adapter_channels)  # type: ignore[assignment]
+        if self.feature_layers is None:
+            self.feature_layers = default_feature_layers(self.vit.depth)
+        self.feature_layers = tuple(int(i) for i in self.feature_layers)
+        if len(self.feature_layers) != 4 or max(self.feature_layers) >= self.vit.depth:
+            raise InputError(f"feature_layers must be 4 block indices < {self.vit.depth}, got {self.feature_layers}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vit": self.vit.to_dict(),
+            "num_classes": self.num_classes,
+            "feature_layers": list(self.feature_layers or ()),
+            "adapter_channels": list(self.adapter_channels),
+            "stem_channels": list(self.stem_channels),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmenterConfig:
+        d = dict(d)
+        d["vit"] = ViTConfig.from_dict(d["vit"])
+        for k in ("feature_layers", "adapter_channels", "stem_channels"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class _Adapter(nn.Module):
+    """One ViT tap ``(B, C, d, h, w)`` → one level: ``ups`` SAC ×2 upsamplings, or a SAC max-pool (``ups = −1``)."""
+
+    forward_spacing = True
+
+    def __init__(self, dim: int, out_channels: int, ups: int):
+        super().__init__()
+        self.norm = ChannelLayerNorm(dim, eps=1e-6)
+        self.ups = nn.ModuleList(SACUpsample(dim, dim, 2) for _ in range(max(ups, 0)))
+        self.act = nn.GELU()
+        self.pool = SACMaxPool(2) if ups < 0 else None
+        self.lateral = nn.Conv3d(dim, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, spacing: Spacing, targets: list[float]) -> tuple[torch.Tensor, Spacing]:
+        x = self.norm(x)
+        for i, up in enumerate(self.ups):
+            if i:
+                x = self.act(x)
+            x, spacing = up(x, spacing, targets[i])
+        if self.pool is not None:
+            x, spacing = self.pool(x, spacing)
+        return self.lateral(x), spacing
+
+
+class _UpBlock(nn.Module):
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+        super().__init__()
+        self.up = SACUpsample(in_channels, out_channels, 2)
+        self.conv1 = SACConvBlock(out_channels + skip_channels, out_channels)
+        self.conv2 = SACConvBlock(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, spacing: Spacing, skip: torch.Tensor, skip_spacing: Spacing) -> tuple[torch.Tensor, Spacing]:
+        x, s = self.up(x, spacing, skip_spacing[0])
+        if x.shape[2:] != skip.shape[2:]:  # a bug, not a user error: the SAC rule must land on the skip grid
+            raise RuntimeError(f"decoder level {tuple(x.shape[2:])} does not match skip {tuple(skip.shape[2:])}")
+        x, s = self.conv1(torch.cat([x, skip], dim=1), s)
+        return self.conv2(x, s)
+
+
+class SpadViTSegmenter(nn.Module):
+    """SPAD-ViT + hierarchical adapter + SAC U-Net decoder (see module docstring)."""
+
+    model_type = "segmentation"
+
+    def __init__(self, config: SegmenterConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or SegmenterConfig()
+        self.vit = SpadViT(cfg.vit)
+        p = int(math.log2(cfg.vit.patch_size))
+        self.num_levels = p + 2
+        chans = list(cfg.stem_channels) + list(cfg.adapter_channels)  # channels per level 0 … p+1
+        self.level_channels = chans
+        stem: list[nn.Module] = []
+        prev = cfg.vit.in_channels
+        for lvl, c in enumerate(cfg.stem_channels):
+            stem.append(nn.ModuleList([SACDownsample(prev, c, 2) if lvl else SACConvBlock(prev, c), SACConvBlock(c, c)]))
+            prev = c
+        self.stem = nn.ModuleList(stem)
+        self.adapters = nn.ModuleList(_Adapter(cfg.vit.embed_dim, c, ups) for c, ups in zip(cfg.adapter_channels, (2, 1, 0, -1)))
+        self.decoder = nn.ModuleList(_UpBlock(chans[lvl + 1], chans[lvl], chans[lvl]) for lvl in range(self.num_levels - 1))
+        self.head = nn.Conv3d(chans[0], cfg.num_classes, 1)
+
+    @property
+    def total_stride(self) -> int:
+        return 2 * self.config.vit.patch_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def required_divisor(self, spacing: SpacingLike) -> tuple[int, int, int]:
+        return required_divisor(spacing, self.total_stride)
+
+    def level_spacings(self, spacing: SpacingLike) -> list[Spacing]:
+        """Spacing of every level 0 … p+1 for an input at ``spacing``."""
+        out = [tuple(spacing)]
+        for _ in range(self.num_levels - 1):
+            out.append(downsampled_spacing(out[-1], 2))
+        return out  # type: ignore[return-value]
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> torch.Tensor:
+        s = check_volume(x, spacing)
+        div = self.required_divisor(s)
+        if any(n % k for n, k in zip(x.shape[2:], div)):
+            raise InputError(f"input size {tuple(x.shape[2:])} (D, H, W) with spacing {s} mm must be divisible by {div}")
+        sp = self.level_spacings(s)
+        feats: list[torch.Tensor] = []
+        h, cur = x, s
+        for lvl, (first, second) in enumerate(self.stem):
+            h, cur = first(h, cur)
+            h, cur = second(h, cur)
+            feats.append(h)
+        _, grid, taps = self.vit.forward_features(x, s, return_layers=self.config.feature_layers)
+        p = self.num_levels - 2
+        for i, (adapter, tap) in enumerate(zip(self.adapters, taps)):
+            lvl = p - 2 + i
+            t = tap[:, 1:].transpose(1, 2).reshape(tap.shape[0], -1, *grid)
+            targets = [sp[lvl + 1][0], sp[lvl][0]] if i == 0 else [sp[lvl][0]]
+            f, _ = adapter(t, sp[p], targets)
+            feats.append(f)
+        y, cur = feats[-1], sp[-1]
+        for lvl in range(self.num_levels - 2, -1, -1):
+            y, cur = self.decoder[lvl](y, cur, feats[lvl], sp[lvl])
+        return self.head(y)

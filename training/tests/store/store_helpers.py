@@ -1,0 +1,53 @@
+"""Helpers for the model-store tests: real (tiny) safetensors models written on the fly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+
+def model_config(name: str = "knee", version: str | None = "1.0.0", **meta: Any) -> dict[str, Any]:
+    """A config.json in the lead-defined layout for a small segmentation model."""
+    m: dict[str, Any] = {
+        "name": name,
+        "task": "knee cartilage segmentation",
+        "labels": {"0": "background", "1": "anterior", "2": "posterior"},
+        "colors": {"1": [255, 0, 0], "2": [0, 255, 0]},
+        "license": "Apache-2.0",
+        "description": "tiny test model",
+        "input": {"channels": 1, "spacing_range_mm": [[0.5, 5.0], [0.2, 1.0], [0.2, 1.0]], "modality": "MRI",
+                  "normalization": {"kind": "zscore"}},
+        "training": {"epochs": 1},
+    }
+    if version is not None:
+        m["version"] = version
+    m.update(meta)
+    return {"model_type": "segmentation", "config": {"in_channels": 1, "out_channels": 3, "kernel": 3},
+            "pumit_version": "0.1.0", "meta": m}
+
+
+def tiny_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv3d(1, 3, kernel_size=3)
+    return {k: v.detach().contiguous() for k, v in conv.state_dict().items()}
+
+
+def make_model_dir(parent: Path, dirname: str = "knee-model", *, seed: int = 0, config: dict | None = None) -> Path:
+    """A model folder: config.json + model.safetensors (a Conv3d state dict)."""
+    d = parent / dirname
+    d.mkdir(parents=True)
+    save_file(tiny_state_dict(seed), str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps(config if config is not None else model_config()), encoding="utf-8")
+    return d
+
+
+def make_lone_file(path: Path, *, seed: int = 0, config: dict | None = None) -> Path:
+    """A single .safetensors file with its config as JSON in the 'pumit_config' metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = config if config is not None else model_config()
+    save_file(tiny_state_dict(seed), str(path), metadata={"pumit_config": json.dumps(cfg)})
+    return path
