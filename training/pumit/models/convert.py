@@ -156,3 +156,35 @@ def inflate_pos_embed(pos2d: torch.Tensor, grid: tuple[int, int, int]) -> torch.
         pos2d = pos2d.transpose(1, 2).reshape(1, -1, side, side)
     pos = F.interpolate(pos2d.float(), size=grid[1:], mode="bicubic", align_corners=False)
     return pos.unsqueeze(2).repeat(1, 1, grid[0], 1, 1).to(pos2d.dtype)
+
+
+def load_pumit_tokenizer(path: str | os.PathLike, in_channels: int = 1):
+    """Build a :class:`~pumit.models.tokenizer.UniversalTokenizer` from a published ``simple-soft.ckpt``
+    (Fabric dict ``{"model": ...}``). Sizes are inferred from ``encoder.0.weight`` and
+    ``quantize.proj.weight``; RGB input filters are folded to ``in_channels`` (and the RGB output of the
+    last decoder layer averaged). Loading is strict: any key that does not map is reported."""
+    from pumit.models.tokenizer import TokenizerConfig, UniversalTokenizer
+
+    raw = _strip_prefix(_read_torch_file(path), "quantize.proj.weight")
+    c0, _, first = raw["encoder.0.weight"].shape[:3]
+    codebook, dim = raw["quantize.proj.weight"].shape
+    n_down = sum(1 for k in raw if re.fullmatch(r"encoder\.\d+\.weight", k) and raw[k].ndim == 5 and raw[k].shape[-1] == 2)
+    channels = tuple(c0 * 2**i for i in range(n_down + 1))
+    if channels[-1] != dim:
+        raise ModelError(f"{path}: cannot infer tokenizer widths (first {c0}, codebook dim {dim}, {n_down} downsamplings)")
+    model = UniversalTokenizer(TokenizerConfig(in_channels=in_channels, channels=channels, first_stride=int(first), codebook_size=codebook))
+    state = dict(raw)
+    state["encoder.0.weight"] = fold_input_channels(raw["encoder.0.weight"], in_channels)
+    last = max((k for k in raw if re.fullmatch(r"decoder\.\d+\.weight", k)), key=lambda k: int(k.split(".")[1]))
+    if raw[last].shape[1] != in_channels:  # transposed conv weight (in, out, k, k, k): average RGB outputs
+        state[last] = raw[last].mean(1, keepdim=True)
+        bias = last[: -len("weight")] + "bias"
+        if bias in raw:
+            state[bias] = raw[bias].mean(0, keepdim=True)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit the inferred tokenizer: {str(e).splitlines()[-1].strip()}") from e
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(f"{path}: keys that do not map: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return model

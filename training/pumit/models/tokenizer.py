@@ -10,7 +10,7 @@ decoder maps back to ``(B, C, D, H, W)`` on the input's grid.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -33,7 +33,6 @@ class TokenizerConfig:
     num_blocks: int = 2
     codebook_size: int = 1024
     temperature: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     PRESETS = {
         "base": dict(channels=(128, 256, 512), codebook_size=1024),
@@ -146,8 +145,8 @@ class UniversalTokenizer(nn.Module):
         self.config = config = config or TokenizerConfig()
         c = config.channels
         enc: list[nn.Module] = [SACDownsample(config.in_channels, c[0], config.first_stride), ChannelLayerNorm(c[0]), nn.GELU()]
-        for a, b in zip(c[:-1], c[1:]):
-            enc += [SACDownsample(a, b, 2), nn.GroupNorm(min(8, b), b), nn.LeakyReLU(inplace=True)]
+        # as published: the further 2³/s2 downsamplings follow each other directly (keys encoder.3, encoder.4, ...)
+        enc += [SACDownsample(a, b, 2) for a, b in zip(c[:-1], c[1:])]
         enc += [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
         self.encoder = SACSequential(enc)
         self.quantize = SoftQuantizer(c[-1], config.codebook_size, config.temperature)
