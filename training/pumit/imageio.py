@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from pumit.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 from pumit.errors import InputError
 from pumit.spacing import PLANAR_THICKNESS, Spacing
 
@@ -86,28 +87,6 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import Any
 
 from pumit.store import ModelEntry, ModelStore
@@ -19,6 +20,10 @@ Built-in models shipped with pumit are listed too (read-only)."""
 
 _EPILOG = """exit codes: 0 success, 2 bad input (missing path, malformed id/version/checksum),
 3 model problem (unknown id, id exists, checksum mismatch, invalid or tampered model), 4 disk full / store busy"""
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, 88)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,17 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
 
     q = sub.add_parser("list", parents=[common], help="list installed and built-in models",
-                       description="List the models of the store and the built-in ones.", epilog=_EPILOG,
+                       description=_wrap("List the models of the store and the built-in ones."), epilog=_EPILOG,
                        formatter_class=fmt)
     q.add_argument("--json", action="store_true", help="print a JSON array of model entries instead of a table")
     q.set_defaults(func=cmd_list)
 
     q = sub.add_parser(
         "install", parents=[common], help="copy a model into the store",
-        description="Copy a model into the store: a folder with config.json + model.safetensors, a lone "
+        description=_wrap("Copy a model into the store: a folder with config.json + model.safetensors, a lone "
         ".safetensors file with its config in the 'pumit_config' metadata, or a .zip/.tar.gz archive of "
         "either. Checksums in the model's checksums.json (or FILE.sha256) are checked. An existing id is "
-        "never overwritten.", epilog=_EPILOG, formatter_class=fmt,
+        "never overwritten."), epilog=_EPILOG, formatter_class=fmt,
     )
     q.add_argument("path", metavar="FILE_OR_DIR", help="model folder, .safetensors file or .zip/.tar.gz archive")
     q.add_argument("--name", metavar="N", help="model name (default: meta.name of the config, else the file name)")
@@ -59,27 +64,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_install)
 
     q = sub.add_parser("remove", parents=[common], help="delete a model version from the store",
-                       description="Delete a model version (full ID NAME-vX.Y.Z) from the store. "
-                       "Built-in models cannot be removed.", epilog=_EPILOG, formatter_class=fmt)
+                       description=_wrap("Delete a model version (full ID NAME-vX.Y.Z) from the store. "
+                                         "Built-in models cannot be removed."), epilog=_EPILOG, formatter_class=fmt)
     q.add_argument("id", metavar="ID", help="full model id NAME-vX.Y.Z")
     q.set_defaults(func=cmd_remove)
 
     q = sub.add_parser("info", parents=[common], help="show a model's details",
-                       description="Show a model's task, labels, input requirements, license, checksums and origin.",
+                       description=_wrap("Show a model's task, labels, input requirements, license, "
+                                         "checksums and origin."),
                        epilog=_EPILOG, formatter_class=fmt)
     q.add_argument("id", metavar="ID", help="model id NAME-vX.Y.Z, or NAME for the latest version")
     q.add_argument("--json", action="store_true", help="print the entry as JSON")
     q.set_defaults(func=cmd_info)
 
     q = sub.add_parser("verify", parents=[common], help="recompute a model's checksums",
-                       description="Recompute the SHA-256 of every file of a model and compare with the catalog; "
-                       "fails (exit 3) on a modified, missing or unexpected file.", epilog=_EPILOG,
+                       description=_wrap("Recompute the SHA-256 of every file of a model and compare with the catalog; "
+                                         "fails (exit 3) on a modified, missing or unexpected file."), epilog=_EPILOG,
                        formatter_class=fmt)
     q.add_argument("id", metavar="ID", help="model id NAME-vX.Y.Z, or NAME for the latest version")
     q.set_defaults(func=cmd_verify)
 
     q = sub.add_parser("path", parents=[common], help="print the path to load a model from",
-                       description="Print the folder (or .safetensors file) a model id resolves to.",
+                       description=_wrap("Print the folder (or .safetensors file) a model id resolves to."),
                        epilog=_EPILOG, formatter_class=fmt)
     q.add_argument("id", metavar="ID", help="model id NAME-vX.Y.Z, NAME for the latest version, or a model path")
     q.set_defaults(func=cmd_path)

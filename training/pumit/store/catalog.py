@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pumit.errors import ModelError
-from pumit.imageio import atomic_write_text
+from pumit.atomic import atomic_write_text
 
 CATALOG_FILE = "catalog.json"
 CATALOG_FORMAT_VERSION = 1

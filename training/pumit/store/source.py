@@ -21,8 +21,9 @@ from safetensors import safe_open
 from pumit.errors import InputError, ModelError
 from pumit.store.hashing import normalize_sha256, sha256_file, tree_files
 
-#: Allowed values of ``config.json["model_type"]``.
-MODEL_TYPES: tuple[str, ...] = ("tokenizer", "segmentation", "classification", "vit")
+#: Allowed values of ``config.json["model_type"]``: the keys of ``pumit.models.MODEL_TYPES``, repeated
+#: here so that the store (and ``pumit models``) works without importing torch (a test keeps them in sync).
+MODEL_TYPES: tuple[str, ...] = ("tokenizer", "vit", "mim", "classification", "segmentation")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 #: Optional file in a model folder: recorded SHA-256 of its files (see :func:`read_recorded_checksums`).
@@ -250,7 +251,8 @@ def _archive_root(dest: Path, archive: Path) -> Path:
             return children[0]
         break
     raise ModelError(
-        f"archive {archive} holds neither a model folder ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a single .safetensors file"
+        f"archive {archive} holds neither a model folder ({CONFIG_FILE} + {WEIGHTS_FILE}) "
+        "nor a single .safetensors file"
     )
 
 

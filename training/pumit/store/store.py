@@ -151,30 +151,27 @@ class ModelStore:
         return entry
 
     def resolve(self, id_or_path: str | os.PathLike) -> Path:
-        """The path to load a model from.
+        """The path to load a model from (a model folder, or a ``.safetensors`` file).
 
-        An existing model folder or ``.safetensors`` file is returned as is; anything else is read as
-        a model id or bare name (latest version) and looked up in the store and the built-ins.
+        A path object, or text that looks like a path (has a separator, starts with ``.``/``~`` or ends
+        in ``.safetensors``), is checked and returned resolved. Other text is read as a model id or a
+        bare name (its latest version) and looked up in the store and the built-ins; only if no model
+        has that id is an existing file or folder of that name in the working directory used.
         Raises :class:`InputError` for a missing path or malformed id, :class:`ModelError` for an
-        unknown id (listing the available ones) or a model whose files are gone.
+        unknown id (listing the available ones), a non-model path or a model whose files are gone.
         """
         text = os.fspath(id_or_path)
         p = Path(text).expanduser()
-        if isinstance(id_or_path, os.PathLike) or p.exists() or _looks_like_path(text):
-            if not p.exists():
-                raise InputError(f"model path not found: {p}")
-            if p.is_dir():
-                if not (p / "config.json").is_file():
-                    raise ModelError(f"not a model folder (no config.json): {p}")
-            elif p.name.lower().endswith(ARCHIVE_SUFFIXES):
-                raise ModelError(f"archives cannot be loaded directly; install it first: pumit models install {p}")
-            elif p.suffix.lower() != ".safetensors":
-                raise ModelError(f"not a model folder or .safetensors file: {p}")
-            return p.resolve()
+        if isinstance(id_or_path, os.PathLike) or _looks_like_path(text):
+            return _check_model_path(p)
         try:
             entry = self._find(text)
-        except InputError as e:
-            raise InputError(f"{e}; {_available(self._all_entries())}") from None
+        except PumitError as e:
+            if p.exists():
+                return _check_model_path(p)
+            if isinstance(e, InputError):
+                raise InputError(f"{e}; {_available(self._all_entries())}") from None
+            raise
         if not entry.model_path.exists():
             raise ModelError(f"files of model {entry.id} are missing from {entry.folder}; remove and reinstall it")
         return entry.model_path
@@ -302,9 +299,10 @@ class ModelStore:
                 entries.update({k: ModelEntry.from_dict(v, self.root / k) for k, v in catalog.items()})
                 if bump:
                     version = _next_version(entries, name)
-                mid = str(ModelId(name, version or DEFAULT_VERSION))
+                model_id = ModelId(name, version or DEFAULT_VERSION)
+                mid = str(model_id)
                 self._check_new_id(mid, entries)
-                record.update(id=mid, version=mid.rsplit("-v", 1)[1])
+                record.update(id=mid, version=str(model_id.version))
                 target = self.root / mid
                 if target.exists():  # left over by a crash between rename and catalog write: not in the catalog
                     self._discard(target)
@@ -364,6 +362,20 @@ def _looks_like_path(text: str) -> bool:
         "/" in text or "\\" in text or text.startswith(("~", "."))
         or low.endswith((".safetensors", ".json") + ARCHIVE_SUFFIXES)
     )
+
+
+def _check_model_path(p: Path) -> Path:
+    """``p`` resolved, if it is a model folder or a ``.safetensors`` file."""
+    if not p.exists():
+        raise InputError(f"model path not found: {p}")
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelError(f"not a model folder (no config.json): {p}")
+    elif p.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise ModelError(f"archives cannot be loaded directly; install it first: pumit models install {p}")
+    elif p.suffix.lower() != ".safetensors":
+        raise ModelError(f"not a model folder or .safetensors file: {p}")
+    return p.resolve()
 
 
 def _next_version(entries: dict[str, ModelEntry], name: str) -> Version:
@@ -426,7 +438,8 @@ def _record(src: ModelSource, name: str, files: dict[str, FileRecord]) -> dict[s
     inp = meta.get("input")
     entry = ModelEntry(
         id="", name=name, version="", model_type=str(src.config["model_type"]), folder=Path(), format=src.kind,
-        weights_file=src.weights_file, files=files, task=optional_str(meta.get("task")) or str(src.config["model_type"]),
+        weights_file=src.weights_file, files=files,
+        task=optional_str(meta.get("task")) or str(src.config["model_type"]),
         license=optional_str(meta.get("license")), description=optional_str(meta.get("description")),
         labels=labels_from_meta(meta), input=inp if isinstance(inp, dict) else {},
         pumit_version=optional_str(src.config.get("pumit_version")), source=str(src.origin),
