@@ -17,6 +17,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import gzip
+import zlib
+
+import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
@@ -51,6 +55,7 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
             return _read_dicom_series(p)
         if p.stat().st_size == 0:
             raise InputError(f"input file is empty: {p}")
+        check_nifti_complete(p)
         image = sitk.ReadImage(str(p))
     except RuntimeError as e:  # SimpleITK reports unreadable/corrupt files as RuntimeError
         first = next((ln.strip() for ln in str(e).splitlines() if "rror" in ln or "exception" in ln.lower()), "")
@@ -58,6 +63,31 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
     if image.GetNumberOfPixels() == 0:
         raise InputError(f"image has no voxels: {p}")
     return image
+
+
+def check_nifti_complete(path: str | os.PathLike) -> None:
+    """Raise :class:`~pumit.errors.InputError` when a NIfTI file holds fewer voxel bytes than its header
+    declares. ITK zero-fills a truncated ``.nii`` / ``.nii.gz`` without an error, so this is checked
+    here: from the file size for ``.nii``, by decompressing the whole stream for ``.nii.gz``."""
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    try:
+        header = nib.load(str(p)).header
+        voxels = int(np.prod(header.get_data_shape()))
+        expected = int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
+        if name.endswith(".gz"):
+            size = 0
+            with gzip.open(p, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    size += len(chunk)
+        else:
+            size = p.stat().st_size
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
+        raise InputError(f"cannot read image {p}: corrupt or truncated NIfTI ({e})") from e
+    if size < expected:
+        raise InputError(f"cannot read image {p}: truncated NIfTI ({size} of {expected} bytes)")
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
