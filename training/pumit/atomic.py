@@ -7,6 +7,13 @@ import tempfile
 from pathlib import Path
 
 
+def default_file_mode(path: str | os.PathLike) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would (0666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
     p = Path(path)
@@ -17,6 +24,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        default_file_mode(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,15 +17,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import gzip
-import zlib
+import re
 
-import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from pumit.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from pumit.atomic import atomic_write_bytes, atomic_write_text, default_file_mode  # noqa: F401  (re-exported)
 from pumit.errors import InputError
+from pumit.headers import nifti_data_problem
 from pumit.spacing import PLANAR_THICKNESS, Spacing
 
 #: File name suffixes SimpleITK writes; the temporary name of an atomic write must keep them.
@@ -55,39 +54,26 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
             return _read_dicom_series(p)
         if p.stat().st_size == 0:
             raise InputError(f"input file is empty: {p}")
-        check_nifti_complete(p)
         image = sitk.ReadImage(str(p))
     except RuntimeError as e:  # SimpleITK reports unreadable/corrupt files as RuntimeError
-        first = next((ln.strip() for ln in str(e).splitlines() if "rror" in ln or "exception" in ln.lower()), "")
-        raise InputError(f"cannot read image {p}: corrupt, truncated or unsupported file ({first[:160]})") from e
+        raise InputError(f"cannot read image {p}: corrupt, truncated or unsupported file ({itk_reason(str(e))})") from e
+    problem = nifti_data_problem(p)  # ITK zero-fills truncated NIfTI data and NaN/Inf voxels silently
+    if problem is not None:
+        raise InputError(f"cannot use image {p}: {problem}")
     if image.GetNumberOfPixels() == 0:
         raise InputError(f"image has no voxels: {p}")
     return image
 
 
-def check_nifti_complete(path: str | os.PathLike) -> None:
-    """Raise :class:`~pumit.errors.InputError` when a NIfTI file holds fewer voxel bytes than its header
-    declares. ITK zero-fills a truncated ``.nii`` / ``.nii.gz`` without an error, so this is checked
-    here: from the file size for ``.nii``, by decompressing the whole stream for ``.nii.gz``."""
-    p = Path(path)
-    name = p.name.lower()
-    if not name.endswith((".nii", ".nii.gz")):
-        return
-    try:
-        header = nib.load(str(p)).header
-        voxels = int(np.prod(header.get_data_shape()))
-        expected = int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
-        if name.endswith(".gz"):
-            size = 0
-            with gzip.open(p, "rb") as f:
-                while chunk := f.read(1 << 24):
-                    size += len(chunk)
-        else:
-            size = p.stat().st_size
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
-        raise InputError(f"cannot read image {p}: corrupt or truncated NIfTI ({e})") from e
-    if size < expected:
-        raise InputError(f"cannot read image {p}: truncated NIfTI ({size} of {expected} bytes)")
+_ITK_PREFIX = re.compile(r"^(?:ITK ERROR|itk::ERROR|sitk::ERROR):\s*(?:\w+\(0x[0-9a-fA-F]+\):\s*)?")
+
+
+def itk_reason(message: str) -> str:
+    """The most informative line of an ITK/SimpleITK exception message (not the C++ source location)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Exception thrown", "Reason:")) and not ln.endswith(":")]
+    reason = _ITK_PREFIX.sub("", lines[-1]) if lines else "unknown reason"
+    return reason[:200]
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
@@ -112,6 +98,7 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp, useCompression=compress)
+        default_file_mode(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

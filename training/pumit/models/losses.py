@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pumit.errors import ModelError

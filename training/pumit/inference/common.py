@@ -1,0 +1,45 @@
+"""Small helpers shared by the task modules (segment, reconstruct, classify)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+from pumit.errors import ResourceError
+
+#: Overall progress fractions at which the stages of every task start (``done`` is 1.0).
+STAGE_START = {"load": 0.0, "read": 0.05, "preprocess": 0.10, "inference": 0.15, "postprocess": 0.90, "write": 0.95}
+
+
+def stage_bounds(stage: str) -> tuple[float, float]:
+    """``(start, end)`` of ``stage`` in the overall fraction."""
+    names = list(STAGE_START)
+    start = STAGE_START[stage]
+    i = names.index(stage)
+    end = STAGE_START[names[i + 1]] if i + 1 < len(names) else 0.99
+    return start, end
+
+
+@contextlib.contextmanager
+def cpu_memory_guard(what: str, knobs: str) -> Iterator[None]:
+    """Turn a CPU :class:`MemoryError` raised inside the block into a :class:`ResourceError`."""
+    try:
+        yield
+    except MemoryError:
+        raise ResourceError(f"out of memory on the CPU while {what}; {knobs}") from None
+
+
+def psnr(reference, estimate) -> float:
+    """Peak signal-to-noise ratio in dB with the reference's value range as the peak (``inf`` if equal)."""
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64)
+    est = np.asarray(estimate, dtype=np.float64)
+    mse = float(np.mean((ref - est) ** 2))
+    rng = float(ref.max() - ref.min()) if ref.size else 0.0
+    if mse == 0.0:
+        return math.inf
+    if rng == 0.0:
+        rng = max(abs(float(ref.max())), 1.0)
+    return 10.0 * math.log10(rng * rng / mse)

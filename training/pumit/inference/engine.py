@@ -1,0 +1,131 @@
+"""Execution plans and the out-of-memory fallback chain shared by the inference tasks.
+
+An :class:`Attempt` says where windows run (``sw_device``), where the full-volume result is
+accumulated (``out_device``), how many windows go through the model at once (``sw_batch``) and the
+autocast dtype. :func:`plan_attempts` builds the chain for a device:
+
+1. GPU windows + GPU accumulation (when the estimated result fits in about half the free memory,
+   else straight to 2), ``sw_batch`` windows at a time, bf16/fp16 autocast;
+2. GPU windows + CPU accumulation;
+3. the same with one window at a time;
+4. the same with windows half as large in-plane (``smaller_window``; the task picks the size);
+5. everything on the CPU (fp32, the original windows).
+
+:func:`run_with_fallback` tries them in order: a GPU out-of-memory error moves on to the next attempt
+with a warning; a CPU out-of-memory error (or the last attempt failing) raises
+:class:`~pumit.errors.ResourceError` naming the knobs ``--roi``, ``--sw-batch`` and ``--device``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from pumit.errors import ResourceError
+from pumit.inference.devices import autocast, available_bytes, free_memory, oom_kind, resolve_precision
+from pumit.inference.progress import Progress, Span
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way to run the job (see the module docstring)."""
+
+    sw_device: torch.device
+    out_device: torch.device
+    sw_batch: int
+    dtype: torch.dtype | None
+    smaller_window: bool = False
+
+    def describe(self) -> str:
+        prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, str(self.dtype))
+        where = (f"windows on {self.sw_device}, accumulation on {self.out_device}"
+                 if self.sw_device != self.out_device else f"everything on {self.sw_device}")
+        smaller = ", smaller windows" if self.smaller_window else ""
+        return f"{where}, {self.sw_batch} window(s) per batch{smaller}, {prec}"
+
+    def autocast(self):
+        return autocast(self.sw_device, self.dtype)
+
+
+def default_sw_batch(device: torch.device) -> int:
+    """Windows per batch when not given: 4 on a GPU, 1 on the CPU (batching gains nothing there)."""
+    return 4 if device.type in ("cuda", "mps") else 1
+
+
+def plan_attempts(
+    device: torch.device,
+    *,
+    precision: str = "auto",
+    sw_batch: int | None = None,
+    result_bytes: int = 0,
+    accumulate: str = "auto",
+    progress: Progress | None = None,
+) -> list[Attempt]:
+    """The fallback chain for ``device``; ``result_bytes`` estimates the full-volume accumulation buffers."""
+    cpu = torch.device("cpu")
+    dtype = resolve_precision(precision, device)
+    n = sw_batch or default_sw_batch(device)
+    if device.type == "cpu":
+        return [Attempt(cpu, cpu, n, dtype)]
+    out = device
+    if accumulate == "cpu":
+        out = cpu
+    elif accumulate == "auto":
+        free = available_bytes(device)
+        if free is not None and result_bytes > free // 2:
+            out = cpu
+            if progress is not None:
+                progress.note(f"note: the full-volume result (~{result_bytes / 2**30:.1f} GiB) is accumulated on the CPU; "
+                              f"windows still run on {device}")
+    chain = [Attempt(device, out, n, dtype)]
+    if out != cpu:
+        chain.append(Attempt(device, cpu, n, dtype))
+    if n > 1:
+        chain.append(Attempt(device, cpu, 1, dtype))
+    chain.append(Attempt(device, cpu, 1, dtype, smaller_window=True))
+    cpu_dtype = dtype if dtype == torch.bfloat16 and precision == "bf16" else None
+    chain.append(Attempt(cpu, cpu, default_sw_batch(cpu), cpu_dtype))
+    return chain
+
+
+def run_with_fallback(
+    job: Callable[[Attempt, Span], T],
+    attempts: list[Attempt],
+    *,
+    module: nn.Module,
+    span: Span,
+    progress: Progress,
+    what: str,
+    knobs: str = "--roi or --sw-batch, or use --device cuda",
+) -> T:
+    """Run ``job(attempt, span)`` on each attempt in turn until one succeeds (see module docstring).
+
+    ``module`` is moved to each attempt's ``sw_device``. ``span`` is the progress range of the job;
+    a retry continues in the part of it not yet reported (fractions never go back).
+    """
+    for i, attempt in enumerate(attempts):
+        module.to(attempt.sw_device)
+        kind = None
+        try:
+            with torch.inference_mode():
+                return job(attempt, span if i == 0 else span.rest())
+        except (RuntimeError, MemoryError) as e:
+            kind = oom_kind(e)
+            if kind is None:
+                raise
+        # Outside the except block: the exception's frames (and the tensors they hold) are released.
+        free_memory(attempt.sw_device)
+        if kind == "cpu":
+            raise ResourceError(f"out of memory on the CPU during {what} ({attempt.describe()}); lower {knobs}")
+        if i + 1 < len(attempts):
+            progress.warn(f"out of memory on {attempt.sw_device} during {what} ({attempt.describe()}); "
+                          f"retrying with {attempts[i + 1].describe()}")
+            continue
+        raise ResourceError(f"out of GPU memory during {what} even with {attempt.describe()}; lower {knobs}")
+    raise ResourceError(f"no way to run {what}: no execution attempts")

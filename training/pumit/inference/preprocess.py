@@ -1,0 +1,261 @@
+"""From an image (file, DICOM folder or :class:`SimpleITK.Image`) to the model's normalized array, and back.
+
+Layout: :func:`pumit.imageio.to_model_layout` transposes the voxel array to ``(C, D, H, W)`` with the
+slice axis first (chosen from the spacing, see :func:`pumit.imageio.choose_depth_axis`) — no
+resampling, so the model sees the image's own voxels at their native spacing (SAC layers adapt to it).
+
+Resampling happens only when the model's metadata declares a supported spacing range
+(``meta.input.spacing_range_mm``) and the image lies outside it on some axis: that axis is resampled
+(trilinear, voxel corners of the first and last voxel kept aligned) to the nearest bound, and
+predictions are mapped back to the exact native grid (:func:`labels_to_native` is nearest neighbour).
+The geometry (origin, direction: LPS as ITK defines it) is never touched; outputs copy it from the
+input image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from pumit.errors import InputError
+from pumit.imageio import ModelLayout, choose_depth_axis, read_image, to_model_layout
+from pumit.inference.constants import DEPTH_AXES
+from pumit.headers import header_spacing_problem
+from pumit.inference.modelinfo import InputRequirements
+from pumit.inference.progress import Progress
+from pumit.intensity import IntensitySpec, IntensityStats, denormalize, normalize
+from pumit.spacing import PLANAR_THICKNESS, Spacing, as_spacing
+
+#: Relative tolerance before a spacing counts as outside the model's range.
+SPACING_TOLERANCE = 0.02
+
+
+
+def read_input(path: str | os.PathLike, *, spacing_override: bool = False, progress: Progress | None = None) -> sitk.Image:
+    """Read an image file or DICOM series folder, refusing zero or missing spacing in the header, and
+    truncated or NaN/Inf NIfTI data (which ITK would silently fill with zeros).
+
+    A volume whose header has no spacing (ITK would assume 1 mm) is refused with a hint to pass
+    ``--spacing``; a single 2D picture without one gets a note and 1 mm pixels. With
+    ``spacing_override`` the header check is skipped (the caller supplies the spacing).
+    """
+    p = Path(path)
+    try:
+        image = read_image(p)
+    except InputError as e:
+        if "spacing" in str(e.__cause__ or "").lower():
+            raise InputError(f"{p}: zero or invalid voxel spacing in the image header; fix the header or pass "
+                             "--spacing X Y Z (mm)") from None
+        raise
+    if spacing_override:
+        return image
+    problem = header_spacing_problem(p)
+    if problem is not None:
+        single_2d = image.GetDimension() == 2 or (image.GetDimension() == 3 and image.GetSize()[2] == 1)
+        if problem.kind == "missing" and single_2d:
+            if progress is not None:
+                progress.note(f"note: {p.name}: {problem.detail}; assuming 1 mm pixels (pass --spacing to set them)")
+        else:
+            what = "has no voxel spacing" if problem.kind == "missing" else "has a zero or invalid voxel spacing"
+            raise InputError(f"{p} {what} in its header ({problem.detail}); the model needs the real spacing: "
+                             "fix the header or pass --spacing X Y Z (mm)")
+    return image
+
+
+
+
+@dataclass
+class PreparedInput:
+    """An image ready for a model.
+
+    ``array`` ``(C, D, H, W)`` float32, normalized to ``[-1, 1]``, on the *model grid* (native voxels,
+    or resampled when ``resampled``); ``spacing`` is the model grid's spacing (model order, mm).
+    ``native_shape``/``native_spacing`` describe the image's own grid in model layout. ``stats`` has
+    one :class:`~pumit.intensity.IntensityStats` per channel. ``raw`` is the native ``(C, D, H, W)``
+    array in the image's units when requested (reconstruction).
+    """
+
+    image: sitk.Image
+    layout: ModelLayout
+    array: np.ndarray
+    spacing: Spacing
+    native_shape: tuple[int, int, int]
+    native_spacing: Spacing
+    resampled: bool
+    stats: list[IntensityStats]
+    raw: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape[1:])  # type: ignore[return-value]
+
+
+def parse_depth_axis(value: str | int | None) -> int | None:
+    """``auto``/``None`` → automatic; ``z``/``y``/``x`` (or 0/1/2, numpy axes of SimpleITK's array)."""
+    if value is None or isinstance(value, int):
+        if value is not None and value not in (0, 1, 2):
+            raise InputError(f"depth axis must be z, y or x (0, 1, 2), got {value}")
+        return value
+    v = str(value).strip().lower()
+    if v in DEPTH_AXES:
+        return DEPTH_AXES[v]
+    if v in ("0", "1", "2"):
+        return int(v)
+    raise InputError(f"depth axis must be auto, z, y or x, got {value!r}")
+
+
+def model_layout(
+    image: sitk.Image,
+    *,
+    depth_axis: int | None = None,
+    spacing: tuple[float, ...] | None = None,
+) -> tuple[np.ndarray, ModelLayout]:
+    """:func:`~pumit.imageio.to_model_layout` with an optional spacing override ``spacing`` in the
+    image's axis order ``(x, y[, z])`` mm. The override changes only what the model is told, never the
+    output geometry."""
+    if spacing is None:
+        arr, layout = to_model_layout(image, depth_axis=depth_axis)
+    else:
+        vals = [float(v) for v in spacing]
+        dim = image.GetDimension()
+        if len(vals) not in (2, 3) or (dim == 3 and len(vals) != 3 and image.GetSize()[2] != 1):
+            raise InputError(f"--spacing needs {dim} values (x, y{', z' if dim == 3 else ''}) in mm, got {vals}")
+        as_spacing(vals + [1.0] * (3 - len(vals)), name="--spacing")
+        planar = dim == 2 or image.GetSize()[2] == 1
+        zyx = (PLANAR_THICKNESS if planar else vals[2], vals[1], vals[0])
+        if depth_axis is None and not planar:
+            depth_axis = choose_depth_axis(zyx)
+        arr, layout = to_model_layout(image, depth_axis=depth_axis)
+        model_sp = tuple(zyx[a] for a in layout.perm)
+        layout = ModelLayout(perm=layout.perm, spacing=model_sp,  # type: ignore[arg-type]
+                             channels=layout.channels, planar=layout.planar)
+    as_spacing(layout.spacing, name="image spacing")
+    return arr, layout
+
+
+def resample_target(spacing: Spacing, spacing_range, planar: bool) -> Spacing | None:
+    """The spacing to resample to (nearest bound of the model's range on each offending axis), or
+    ``None`` when ``spacing`` is inside the range (within :data:`SPACING_TOLERANCE`)."""
+    if spacing_range is None:
+        return None
+    target = list(spacing)
+    for i, (lo, hi) in enumerate(spacing_range):
+        if i == 0 and planar:
+            continue
+        if spacing[i] < lo * (1 - SPACING_TOLERANCE):
+            target[i] = lo
+        elif spacing[i] > hi * (1 + SPACING_TOLERANCE):
+            target[i] = hi
+    return None if tuple(target) == tuple(spacing) else (target[0], target[1], target[2])
+
+
+def resampled_grid(shape: tuple[int, int, int], spacing: Spacing, target: Spacing) -> tuple[tuple[int, int, int], Spacing]:
+    """Shape and exact spacing of a grid covering the same extent (voxel corners aligned) as
+    ``shape``×``spacing`` with a spacing close to ``target``."""
+    new_shape = tuple(max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target))
+    new_spacing = tuple(n * s / m for n, s, m in zip(shape, spacing, new_shape))
+    return new_shape, new_spacing  # type: ignore[return-value]
+
+
+def resample_array(array: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Trilinear resampling of ``(C, D, H, W)`` to spatial ``shape`` (corner-aligned, ``align_corners=False``)."""
+    if tuple(array.shape[1:]) == tuple(shape):
+        return array
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    out = F.interpolate(t, size=tuple(int(v) for v in shape), mode="trilinear", align_corners=False)
+    return out[0].numpy()
+
+
+def nearest_indices(n_native: int, n_model: int) -> np.ndarray:
+    """For each native voxel ``i`` the model-grid voxel containing its centre: ``floor((i + ½)·m/n)``."""
+    idx = np.floor((np.arange(n_native) + 0.5) * (n_model / n_native)).astype(np.int64)
+    return np.clip(idx, 0, n_model - 1)
+
+
+def labels_to_native(labels: np.ndarray, native_shape: tuple[int, int, int]) -> np.ndarray:
+    """Nearest-neighbour mapping of a label map ``(D', H', W')`` on the model grid back to ``native_shape``."""
+    if tuple(labels.shape) == tuple(native_shape):
+        return labels
+    i, j, k = (nearest_indices(n, m) for n, m in zip(native_shape, labels.shape))
+    return labels[np.ix_(i, j, k)]
+
+
+def prepare_input(
+    image: sitk.Image,
+    requirements: InputRequirements,
+    *,
+    depth_axis: int | None = None,
+    spacing: tuple[float, ...] | None = None,
+    normalization: IntensitySpec | None = None,
+    keep_raw: bool = False,
+    progress: Progress | None = None,
+) -> PreparedInput:
+    """Layout, channel check, per-channel normalization and (only if needed) resampling.
+
+    Raises :class:`~pumit.errors.InputError` for 4D images, NaN/Inf voxels, invalid spacing, and a
+    channel count other than the model's.
+    """
+    raw, layout = model_layout(image, depth_axis=depth_axis, spacing=spacing)
+    if layout.channels != requirements.channels:
+        kind = "a multi-channel (vector/RGB)" if layout.channels > 1 else "a single-channel"
+        raise InputError(f"the model expects {requirements.channels} channel(s) per voxel but the input is {kind} image "
+                         f"with {layout.channels} component(s); convert it first")
+    spec = normalization or requirements.normalization
+    norm = np.empty_like(raw)
+    stats: list[IntensityStats] = []
+    for c in range(raw.shape[0]):
+        norm[c], st = normalize(raw[c], spec)
+        stats.append(st)
+    native_shape: tuple[int, int, int] = tuple(raw.shape[1:])  # type: ignore[assignment]
+    native_spacing = layout.spacing
+    target = resample_target(native_spacing, requirements.spacing_range, layout.planar)
+    notes: list[str] = []
+    model_spacing = native_spacing
+    if target is not None:
+        new_shape, model_spacing = resampled_grid(native_shape, native_spacing, target)
+        msg = (f"warning: spacing {_fmt(native_spacing)} mm (thickness, H, W) is outside the model's supported range "
+               f"{_fmt_range(requirements.spacing_range)}; resampling {native_shape} → {new_shape} voxels at "
+               f"{_fmt(model_spacing)} mm; predictions are mapped back to the input grid")
+        notes.append(msg)
+        if progress is not None:
+            progress.note(msg)
+        norm = resample_array(norm, new_shape)
+    return PreparedInput(
+        image=image, layout=layout, array=norm, spacing=model_spacing, native_shape=native_shape,
+        native_spacing=native_spacing, resampled=target is not None, stats=stats,
+        raw=raw if keep_raw else None, notes=notes,
+    )
+
+
+def denormalize_channels(array: np.ndarray, stats: list[IntensityStats]) -> np.ndarray:
+    """Inverse per-channel normalization of ``(C, D, H, W)`` back to the image's units (float32)."""
+    out = np.empty(array.shape, dtype=np.float32)
+    for c, st in enumerate(stats):
+        out[c] = denormalize(array[c], st)
+    return out
+
+
+def pad_to_multiple(array: np.ndarray, divisor: tuple[int, int, int], mode: str = "edge", value: float = 0.0) -> np.ndarray:
+    """Pad ``(C, D, H, W)`` at the high end of each axis to a multiple of ``divisor`` (for a crop back
+    with ``[:, :D, :H, :W]``, the first voxel stays at index 0)."""
+    pads = [(0, 0)] + [(0, (-n) % k) for n, k in zip(array.shape[1:], divisor)]
+    if not any(p[1] for p in pads):
+        return array
+    if mode == "constant":
+        return np.pad(array, pads, mode="constant", constant_values=value)
+    return np.pad(array, pads, mode=mode)  # type: ignore[call-overload]
+
+
+def _fmt(s) -> str:
+    return "(" + ", ".join("2D" if v >= 1e4 else f"{v:.3g}" for v in s) + ")"
+
+
+def _fmt_range(r) -> str:
+    return "[" + ", ".join(f"{lo:g}–{hi:g}" for lo, hi in r) + "]"

@@ -1,0 +1,290 @@
+"""Reconstruction through the universal tokenizer (``pumit reconstruct``): a visual check of what the
+tokens keep of an image.
+
+Pipeline (model layout ``(C, D, H, W)``, ``D`` = slice axis):
+
+1. read, transpose, normalize per channel (keeping the per-image statistics), resample only outside
+   ``meta.input.spacing_range_mm``;
+2. pad at the high end of each axis (edge values) to a multiple of the tokenizer's
+   :meth:`~pumit.models.UniversalTokenizer.required_divisor`; one pass over the whole volume, or
+   Gaussian-blended windows with ``--roi`` (window steps kept on the token grid);
+3. crop back, clamp to the model range ``[-1, 1]``, map back to the native grid (trilinear) if
+   resampled, **denormalize** to the input's intensity units, and copy the input's geometry.
+   Intensities the normalization clipped (e.g. HU outside a CT window) cannot come back: the error
+   map shows them.
+
+Outputs: the reconstruction (float32), optionally the absolute error map ``|input − reconstruction|``,
+the token-index map (argmax of the soft tokens) and a PNG montage with the PSNR.
+
+Token map geometry: one voxel per token, spacing = token spacing (``g`` input voxels per token on each
+axis), the input's direction, and an origin shifted so the token grid's first corner is the input's
+first voxel corner: ``origin_tok = origin + Dir · ((g − 1)/2 · spacing)`` (per image axis; LPS).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from pumit.imageio import ModelLayout, from_model_layout
+from pumit.inference.common import cpu_memory_guard, psnr, stage_bounds
+from pumit.inference.devices import resolve_device
+from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
+from pumit.inference.modelinfo import LoadedModel, load_model
+from pumit.inference.outputs import OutputTransaction, check_distinct, check_file_output, check_image_output
+from pumit.inference.preprocess import denormalize_channels, pad_to_multiple, prepare_input, read_input, resample_array
+from pumit.inference.progress import Progress, ProgressLike, Span, as_progress
+from pumit.inference.settings import InferenceSettings
+from pumit.inference.sliding import aligned_overlap, count_windows, fit_roi, run_sliding_window, smaller_roi
+from pumit.spacing import Spacing
+
+_KNOBS = "pass --roi to reconstruct in windows (or a smaller one), or use --device cuda"
+
+
+@dataclass
+class ReconstructionResult:
+    """Output of :func:`reconstruct_image` / :func:`reconstruct`.
+
+    ``reconstruction`` and ``error`` (float32, input units) have the input's exact grid; ``tokens``
+    (``uint16``/``int32`` codebook indices) is on the token grid (see the module docstring).
+    ``original``/``reconstructed`` are the first channel as ``(D, H, W)`` arrays in model layout
+    (for montages and metrics). ``psnr`` in dB uses the input's value range as the peak.
+    """
+
+    reconstruction: sitk.Image
+    error: sitk.Image
+    model_id: str
+    psnr: float
+    tokens: sitk.Image | None = None
+    token_spacing: Spacing | None = None
+    original: np.ndarray | None = None
+    reconstructed: np.ndarray | None = None
+    spacing: Spacing = (1.0, 1.0, 1.0)
+    native_spacing: Spacing = (1.0, 1.0, 1.0)
+    resampled: bool = False
+    execution: str = ""
+    notes: list[str] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model_id, "psnr_db": None if math.isinf(self.psnr) else round(self.psnr, 4),
+                "resampled": self.resampled, "outputs": [str(p) for p in self.outputs]}
+
+
+def token_image(
+    tokens: np.ndarray,
+    layout: ModelLayout,
+    reference: sitk.Image,
+    voxels_per_token: tuple[float, float, float],
+) -> sitk.Image:
+    """Token-index map ``(d, h, w)`` (model layout) as an image on the token grid of ``reference``.
+
+    ``voxels_per_token`` (model order) is how many input voxels one token spans on each axis. The
+    direction is the reference's; the spacing is ``reference spacing × voxels per token``; the origin
+    puts the first token's corner on the first input voxel's corner.
+    """
+    inv = tuple(int(i) for i in np.argsort(layout.perm))
+    arr = np.ascontiguousarray(tokens.transpose(inv))  # numpy (z, y, x)
+    g_np = [1.0, 1.0, 1.0]
+    for k, a in enumerate(layout.perm):
+        g_np[a] = float(voxels_per_token[k])
+    dim = reference.GetDimension()
+    if dim == 2:
+        arr = arr[0]
+        g_img = [g_np[2], g_np[1]]  # image axes (x, y)
+    else:
+        g_img = [g_np[2], g_np[1], g_np[0]]  # image axes (x, y, z)
+    out = sitk.GetImageFromArray(arr)
+    sp = np.asarray(reference.GetSpacing(), dtype=np.float64)
+    direction = np.asarray(reference.GetDirection(), dtype=np.float64).reshape(dim, dim)
+    g = np.asarray(g_img, dtype=np.float64)
+    shift = direction @ ((g - 1.0) / 2.0 * sp)
+    out.SetSpacing(tuple(float(v) for v in sp * g))
+    out.SetDirection(reference.GetDirection())
+    out.SetOrigin(tuple(float(v) for v in np.asarray(reference.GetOrigin(), dtype=np.float64) + shift))
+    return out
+
+
+def reconstruct_image(
+    image: sitk.Image,
+    model: LoadedModel,
+    *,
+    settings: InferenceSettings | None = None,
+    tokens: bool = False,
+    progress: ProgressLike = None,
+) -> ReconstructionResult:
+    """Reconstruct an in-memory image with a loaded tokenizer (see the module docstring)."""
+    settings = settings or InferenceSettings()
+    prog, owned = as_progress(progress)
+    try:
+        with cpu_memory_guard("reconstructing", _KNOBS):
+            return _reconstruct(image, model, settings, tokens, prog)
+    except BaseException:
+        if owned:
+            prog.close(failed=True)
+        raise
+    finally:
+        if owned:
+            prog.close()
+
+
+def _reconstruct(
+    image: sitk.Image, model: LoadedModel, settings: InferenceSettings, want_tokens: bool, prog: Progress
+) -> ReconstructionResult:
+    device = resolve_device(settings.device)
+    pre = prog.span("preprocess", *stage_bounds("preprocess"))
+    pre.begin("normalizing")
+    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing,
+                         keep_raw=True, progress=prog)
+    spacing = prep.spacing
+    divisor = model.required_divisor(spacing)
+    padded = pad_to_multiple(prep.array, divisor, mode="edge")
+    pshape: tuple[int, int, int] = tuple(padded.shape[1:])  # type: ignore[assignment]
+    if settings.roi is None:
+        roi, overlap, blend = pshape, 0.0, "constant"
+    else:
+        plan = fit_roi(settings.roi, pshape, divisor)
+        for note in plan.notes:
+            prog.note(note)
+        roi, overlap, blend = plan.roi, aligned_overlap(plan.roi, divisor, settings.overlap), settings.blend
+    size = int(np.prod(pshape))
+    codebook = int(getattr(model.module, "codebook_size", 0) or 0)
+    result_bytes = (padded.shape[0] + 1) * size * 4 + (codebook * size * 4 // int(np.prod(divisor)) if want_tokens else 0)
+    attempts = plan_attempts(device, precision=settings.precision, sw_batch=settings.sw_batch,
+                             result_bytes=result_bytes, accumulate=settings.accumulate, progress=prog)
+    x = torch.from_numpy(np.ascontiguousarray(padded))[None]
+    module = model.module
+    token_spacing: list[Spacing] = []
+    pre.finish(f"input {prep.native_shape} (D, H, W) at {tuple(round(s, 4) for s in prep.native_spacing)} mm")
+    used: list[Attempt] = []
+
+    def job(attempt: Attempt, span: Span) -> tuple[np.ndarray, np.ndarray | None]:
+        used.append(attempt)
+        win, ov, mode = roi, overlap, blend
+        if attempt.smaller_window:  # out-of-memory fallback: Gaussian-blended windows, half as large in-plane
+            win = fit_roi(smaller_roi(roi, divisor), pshape, divisor).roi
+            ov, mode = aligned_overlap(win, divisor, settings.overlap), settings.blend
+        n_win = count_windows(pshape, win, ov)
+        span.begin(f"{n_win} window(s) of {win} ({attempt.describe()})")
+
+        def predictor(window: torch.Tensor):
+            prog.check_cancelled()
+            with attempt.autocast():
+                out = module(window, spacing)
+            if not token_spacing:
+                token_spacing.append(tuple(float(v) for v in out.token_spacing))  # type: ignore[arg-type]
+            recon = out.recon.float()
+            if want_tokens:
+                return recon, out.probs.float().movedim(-1, 1)  # (n, K, d, h, w)
+            return recon
+
+        res = run_sliding_window(
+            x, predictor, roi=win, overlap=ov, sw_batch=attempt.sw_batch, blend=mode,
+            sigma_scale=settings.sigma_scale, sw_device=attempt.sw_device, device=attempt.out_device,
+            cval=0.0, on_windows=lambda d, t: span.update(d / t, f"window {d}/{t}"),
+        )
+        recon_t, probs_t = (res if isinstance(res, tuple) else (res, None))
+        d, h, w = prep.shape
+        # the model range is [-1, 1]: clamp before mapping back to the input's units
+        recon = recon_t[0, :, :d, :h, :w].float().clamp_(-1.0, 1.0).cpu().numpy()
+        tok = None
+        if probs_t is not None:
+            tok = probs_t[0].argmax(0).to(torch.int32).cpu().numpy()
+        return recon, tok
+
+    inf = prog.span("inference", *stage_bounds("inference"))
+    recon, tok = run_with_fallback(job, attempts, module=module, span=inf, progress=prog,
+                                   what="tokenizer reconstruction", knobs=_KNOBS)
+    post = prog.span("postprocess", *stage_bounds("postprocess"))
+    post.begin("denormalizing")
+    if prep.resampled:
+        recon = resample_array(recon, prep.native_shape)
+    recon = denormalize_channels(recon, prep.stats)
+    raw = prep.raw
+    assert raw is not None
+    error = np.abs(raw - recon)
+    value = psnr(raw, recon)
+    vector = recon.shape[0] > 1
+    recon_img = from_model_layout(recon if vector else recon[0], prep.layout, image, dtype=np.float32)
+    error_img = from_model_layout(error if vector else error[0], prep.layout, image, dtype=np.float32)
+    tokens_img = None
+    tsp = token_spacing[0] if token_spacing else None
+    if tok is not None and tsp is not None:
+        per_token_model = tuple(t / s for t, s in zip(tsp, spacing))  # model-grid voxels per token
+        keep = tuple(math.ceil(n / f - 1e-6) for n, f in zip(prep.shape, per_token_model))
+        tok = tok[: keep[0], : keep[1], : keep[2]]
+        scale = tuple(n / m for n, m in zip(prep.native_shape, prep.shape))  # native voxels per model voxel
+        per_token_native = tuple(f * s for f, s in zip(per_token_model, scale))
+        if prep.layout.planar:
+            per_token_native = (1.0,) + per_token_native[1:]
+        dtype = np.uint16 if int(tok.max(initial=0)) < 65536 else np.int32
+        tokens_img = token_image(tok.astype(dtype), prep.layout, image, per_token_native)  # type: ignore[arg-type]
+    post.finish(f"PSNR {value:.2f} dB")
+    return ReconstructionResult(
+        reconstruction=recon_img, error=error_img, model_id=model.model_id, psnr=value, tokens=tokens_img,
+        token_spacing=tsp, original=raw[0], reconstructed=recon[0], spacing=spacing,
+        native_spacing=prep.native_spacing, resampled=prep.resampled,
+        execution=used[-1].describe() if used else "", notes=list(prog.notes),
+    )
+
+
+def reconstruct(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    tokenizer: str | os.PathLike | LoadedModel,
+    *,
+    tokens: str | os.PathLike | None = None,
+    error_map: str | os.PathLike | None = None,
+    montage: str | os.PathLike | None = None,
+    settings: InferenceSettings | None = None,
+    progress: ProgressLike = "none",
+    store: Any | None = None,
+) -> ReconstructionResult:
+    """Reconstruct ``input`` through ``tokenizer`` and write ``output`` (input units and geometry), plus
+    optionally the token map ``tokens``, the ``error_map`` and a ``montage`` PNG; all or nothing."""
+    settings = settings or InferenceSettings()
+    prog, owned = as_progress(progress)
+    try:
+        out = check_image_output(output, "-o")
+        tok_path = check_image_output(tokens, "--tokens") if tokens is not None else None
+        err_path = check_image_output(error_map, "--error-map") if error_map is not None else None
+        png_path = check_file_output(montage, (".png",), "--montage") if montage is not None else None
+        check_distinct([("-o", out), ("--tokens", tok_path), ("--error-map", err_path), ("--montage", png_path)], Path(input))
+        with cpu_memory_guard("reconstructing", _KNOBS):
+            name = tokenizer.model_id if isinstance(tokenizer, LoadedModel) else tokenizer
+            prog.update("load", 0.0, f"loading tokenizer {name}")
+            lm = tokenizer if isinstance(tokenizer, LoadedModel) else load_model(tokenizer, "reconstruct", store=store)
+            prog.update("read", stage_bounds("read")[0], f"reading {input}")
+            image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
+            result = _reconstruct(image, lm, settings, tok_path is not None, prog)
+            prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
+            with OutputTransaction() as tx:
+                tx.add_image(result.reconstruction, out)
+                if tok_path is not None and result.tokens is not None:
+                    tx.add_image(result.tokens, tok_path)
+                if err_path is not None:
+                    tx.add_image(result.error, err_path)
+                if png_path is not None:
+                    from pumit.inference.montage import save_montage
+
+                    assert result.original is not None and result.reconstructed is not None
+                    tx.add_file(lambda tmp: save_montage(
+                        tmp, result.original, result.reconstructed, result.native_spacing,
+                        title=f"{Path(input).name} · {result.model_id}", psnr_db=result.psnr), png_path)
+                result.outputs = tx.commit()
+        prog.done(f"wrote {out} (PSNR {result.psnr:.2f} dB)")
+        return result
+    except BaseException:
+        if owned:
+            prog.close(failed=True)
+        raise
+    finally:
+        if owned:
+            prog.close()
