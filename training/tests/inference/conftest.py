@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,24 +32,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _all_commands_importable() -> bool:
-    try:
-        for name in cli_main.COMMAND_MODULES:
-            importlib.import_module(f"pumit.cli.{name}")
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]]:
     """``run_cli(*argv) -> (exit code, stdout, stderr)`` through :func:`pumit.cli.main.main`.
-
-    While some sub-command modules of the dispatcher do not exist yet, the parser is built from the
-    inference commands only (TODO(lead): drop this once every module in COMMAND_MODULES exists).
     """
-    if not _all_commands_importable():
-        monkeypatch.setattr(cli_main, "COMMAND_MODULES", OUR_COMMANDS)
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -130,9 +130,6 @@ def test_real_subprocess(tmp_path, models, _isolated_store):
          "--device", "cpu", "--overlap", "0", "--progress", "jsonl"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
-    if proc.returncode != 0 and "No module named 'pumit.cli." in proc.stderr:
-        # TODO(lead): remove once every module in COMMAND_MODULES exists (then `pumit --help` works)
-        pytest.skip("`python -m pumit.cli.main` fails: sub-command modules still missing")
     assert proc.returncode == 0, proc.stderr
     _check_jsonl(proc.stdout)
     assert sitk.ReadImage(str(out)).GetSize() == ct_crop().GetSize()

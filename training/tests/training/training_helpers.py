@@ -3,7 +3,6 @@ CLI runner."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -128,32 +127,10 @@ def write_yaml(path: Path, values: dict[str, Any]) -> Path:
 
 
 def cli_main(argv: Sequence[str]) -> int:
-    """``pumit ARGV`` in this process. Uses :func:`pumit.cli.main.main`; if another command's module is not
-    importable yet, falls back to a parser with only ``train`` (same error handling)."""
-    try:
-        from pumit.cli.main import build_parser, main
+    """``pumit ARGV`` in this process, through :func:`pumit.cli.main.main`."""
+    from pumit.cli.main import main
 
-        build_parser()
-    except ModuleNotFoundError as e:
-        if "pumit.cli." not in str(e):
-            raise
-        return _train_only_main(argv)
     return main(list(argv))
-
-
-def _train_only_main(argv: Sequence[str]) -> int:
-    from pumit.cli import train
-    from pumit.errors import PumitError
-
-    parser = argparse.ArgumentParser(prog="pumit")
-    sub = parser.add_subparsers(dest="command")
-    train.register(sub)
-    args = parser.parse_args(list(argv))
-    try:
-        return int(args.func(args) or 0)
-    except PumitError as e:
-        print(f"pumit: error: {e}", file=sys.stderr)
-        return e.exit_code
 
 
 CLI_SNIPPET = (

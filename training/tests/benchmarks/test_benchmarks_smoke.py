@@ -1,0 +1,128 @@
+"""Smoke test of the benchmark suite (``benchmarks/`` at the repository root): every benchmark at its tiny
+size, on the CPU, with one torch thread (robust on a loaded CI machine). Checks the record fields, that
+timings are positive, and that the results JSON + markdown are written. Budget: well under 60 s."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+if not (REPO / "benchmarks" / "run.py").is_file():  # e.g. an sdist of training/ alone
+    pytest.skip("benchmarks/ folder not present", allow_module_level=True)
+
+from benchmarks import bench_mim, bench_sac, bench_segmentation, bench_tokenizer  # noqa: E402
+from benchmarks.common import REQUIRED_FIELDS, SCHEMA, env_info, summarize  # noqa: E402
+from benchmarks.report import evaluate_targets, markdown  # noqa: E402
+from benchmarks.run import main, result_paths  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _check_records(records: list[dict], group: str) -> None:
+    assert records, f"no {group} records"
+    for r in records:
+        missing = [f for f in REQUIRED_FIELDS if f not in r]
+        assert not missing, f"{r.get('name')}: missing {missing}"
+        assert r["group"] == group
+        assert r["device"] == "cpu" and r["torch"] == torch.__version__ and r["monai"]
+        assert r["repeats"] >= 1 and len(r["times_s"]) == r["repeats"]
+        assert r["median_s"] > 0 and r["min_s"] > 0 and r["max_s"] >= r["median_s"] >= r["min_s"]
+        assert r["iqr_s"] >= 0
+        assert isinstance(r["shapes"], dict) and r["shapes"]
+        assert r["dtype"] in ("float32", "bfloat16", "float16")
+        assert "peak_mem_mb" in r and "mem_method" in r
+        if r.get("throughput") is not None:
+            assert r["throughput"] > 0
+        json.dumps(r)  # serialisable
+
+
+def test_summarize():
+    s = summarize([3.0, 1.0, 2.0, 4.0])
+    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 4.0 and s["iqr"] > 0
+    assert summarize([0.5])["iqr"] == 0
+
+
+def test_sac_tiny():
+    recs, cmps, _ = bench_sac.run(CPU, size="tiny", repeats=2, warmup=0, log=lambda *a: None)
+    _check_records(recs, "sac")
+    assert {r["impl"] for r in recs} == {"sac", "plain-same", "plain-full"}
+    assert {r["spacing_kind"] for r in recs} == {"iso", "aniso"}
+    assert all(c["ratio"] > 0 for c in cmps)
+    # on the anisotropic map SACConv runs a 1x3x3 kernel, the plain-full reference a 3x3x3 one
+    aniso = next(r for r in recs if r["layer"] == "SACConv3" and r["spacing_kind"] == "aniso")
+    assert aniso["shapes"]["sac_kernel"] == [1, 3, 3] and aniso["shapes"]["full_kernel"] == [3, 3, 3]
+
+
+def test_tokenizer_tiny():
+    recs, _, _ = bench_tokenizer.run(CPU, size="tiny", repeats=2, warmup=0, log=lambda *a: None)
+    _check_records(recs, "tokenizer")
+    assert {(r["op"], r["case"]) for r in recs} == {(op, c) for op in ("encode", "decode") for c in ("2d", "3d-iso", "3d-aniso")}
+    assert all(r["tokens_per_s"] > 0 for r in recs)
+
+
+def test_mim_tiny():
+    recs, cmps, _ = bench_mim.run(CPU, size="tiny", repeats=2, warmup=1, use_timm=False, log=lambda *a: None)
+    _check_records(recs, "mim_step")
+    assert {r["case"] for r in recs} == {"2d", "3d-iso", "3d-aniso"}
+    for case in ("2d", "3d-iso", "3d-aniso"):
+        ours = next(r for r in recs if r["case"] == case and r["model"] == "spad-vit")
+        base = next(r for r in recs if r["case"] == case and r["model"] == "monai-vit")
+        assert ours["shapes"]["tokens_per_step"] == base["shapes"]["tokens_per_step"]  # same token count
+        assert ours["throughput_unit"] == "tokens/s"
+    assert base["sdpa_blocks"] == 2  # the baseline uses SDPA attention like ours
+    assert len(cmps) == 3 and all(c["target"] == 0.95 and c["ratio"] > 0 for c in cmps)
+
+
+def test_segmentation_tiny(tmp_path):
+    recs, cmps, notes = bench_segmentation.run(
+        CPU, size="tiny", repeats=1, warmup=0, window_variants=(("fp32", False),), full_windows=1, workdir=tmp_path,
+        log=lambda *a: None)
+    for group in ("seg_window", "seg_e2e", "seg_e2e_full"):
+        _check_records([r for r in recs if r["group"] == group], group)
+    e2e = [r for r in recs if r["group"] == "seg_e2e"]
+    assert {r["model"] for r in e2e} == {"SPAD-ViT-Seg", "SwinUNETR(tiny)", "UNETR(tiny)"}
+    assert all(r["output_dtype"] == "uint8" and r["stages_s"]["total"] > 0 for r in e2e)
+    full = next(r for r in recs if r["group"] == "seg_e2e_full")
+    assert full["extrapolated"] and full["windows_run"] == 1 and full["windows_total"] == 2 and "extrapolation" in full
+    swin = next(c for c in cmps if "SwinUNETR" in c["name"])
+    assert swin["target"] == 2.0 and swin["ratio"] > 0
+
+
+def test_report_and_cli(tmp_path):
+    # the CLI end to end on the cheapest benchmark; then the report on a synthetic payload with every group
+    assert main(["--device", "cpu", "--size", "tiny", "--only", "sac", "--repeats", "1", "--out", str(tmp_path), "--tag", "t"]) == 0
+    jpath, mpath = result_paths(CPU, tmp_path, "t")
+    payload = json.loads(jpath.read_text())
+    assert payload["schema"] == SCHEMA and payload["env"]["device"] == "cpu" and payload["env"]["torch"] == torch.__version__
+    assert payload["records"] and not payload["errors"]
+    assert "## Targets" in mpath.read_text()
+    statuses = {t["target"]: t["status"] for t in payload["targets"]}
+    assert any(s == "not measurable here" for s in statuses.values())  # the GPU targets on a CPU run
+    env = env_info(CPU)
+    fake = {"env": env, "config": payload["config"], "records": [], "comparisons": [
+        {"name": "mim_step/2d/float32: spad-vit vs monai-vit", "ours": "a", "baseline": "b", "metric": "throughput",
+         "ours_value": 90.0, "baseline_value": 100.0, "ratio": 0.9, "target": 0.95, "met": False},
+        {"name": "seg_e2e/fp32: A vs SwinUNETR(fs=48)", "ours": "a", "baseline": "SwinUNETR(fs=48)/fp32", "metric": "median_s",
+         "ours_value": 1.0, "baseline_value": 3.0, "ratio": 3.0, "target": 2.0, "met": True}]}
+    targets = {t["target"]: t for t in evaluate_targets(fake)}
+    mim = next(t for k, t in targets.items() if k.startswith("MIM"))
+    seg = next(t for k, t in targets.items() if "SwinUNETR" in k)
+    assert mim["status"] == "missed" and "short" in mim["shortfall"] and seg["status"] == "met"
+    fake["targets"] = list(targets.values())
+    assert "missed" in markdown(fake)
