@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from pumit.models import load_pretrained
 from pumit.store import ModelStore
 from training_helpers import TINY_SEG, run_cli, tiny_cfg, write_yaml
