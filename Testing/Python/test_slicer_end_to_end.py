@@ -1,0 +1,148 @@
+"""End to end with the real ``pumit`` CLI: small untrained models made here with ``pumit.models``,
+a private model store (``PUMIT_HOME``), real tptbox volumes, CPU only.
+
+The models are random, so the tests check what the extension owns: geometry, names/colors, the
+scene, progress, cancel and the model store, not segmentation quality.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import slicer
+from pumitslicer_testing import (
+    PUMIT_CLI,
+    alive,
+    cliMissing,
+    ijkToRAS,
+    rasCentroid,
+    rotation,
+    twoAnnotatedCases,
+)
+from PUMITSlicerLib import TaskState
+
+pytestmark = pytest.mark.skipif(bool(cliMissing()), reason=cliMissing() or "pumit CLI available")
+
+LABELS = {"0": "background", "1": "vertebral body", "2": "posterior elements"}
+COLORS = {"1": [241, 214, 145], "2": [216, 101, 79]}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny segmentation model (3 classes) and a tiny tokenizer, as model folders."""
+    torch = pytest.importorskip("torch")
+    from pumit.models import build_model, save_pretrained
+    from pumit.models.segmentation import SegmenterConfig
+    from pumit.models.tokenizer import TokenizerConfig
+    from pumit.models.vit import ViTConfig
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    config = SegmenterConfig(vit=ViTConfig(patch_size=8, embed_dim=32, depth=4, num_heads=2, abs_pos_grid=None),
+                             num_classes=3, adapter_channels=(8, 8, 8, 8), stem_channels=(8,))
+    segmenter = save_pretrained(build_model("segmentation", config.to_dict()), root / "tiny-seg", meta={
+        "name": "tiny-seg", "version": "1.0.0", "labels": LABELS, "colors": COLORS,
+        "input": {"modality": "CT", "roi": [48, 48, 48]}})
+    tokenizer = save_pretrained(build_model("tokenizer", TokenizerConfig.preset("tiny", num_blocks=1).to_dict()),
+                                root / "tiny-tok", meta={"name": "tiny-tok", "version": "1.0.0",
+                                                         "input": {"modality": "CT", "roi": [48, 48, 48]}})
+    return {"segmentation": str(segmenter), "tokenizer": str(tokenizer)}
+
+
+@pytest.fixture
+def cli(logic):
+    logic.pumitCommand = list(PUMIT_CLI)
+    return logic
+
+
+def finished(task, timeout: float = 300):
+    assert task.wait(timeout=timeout) == TaskState.SUCCEEDED, task.errorMessage
+    return task.result
+
+
+def labelArray(segmentation, volume) -> np.ndarray:
+    """The segmentation as a label array on ``volume``'s grid, by segment name."""
+    s = segmentation.GetSegmentation()
+    out = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    for i in range(s.GetNumberOfSegments()):
+        value = {v: int(k) for k, v in LABELS.items()}[s.GetNthSegment(i).GetName()]
+        out[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, s.GetNthSegmentID(i), volume) > 0] = value
+    return out
+
+
+def test_segment_real_ct_and_its_rotated_copy(session, cli, models, ctVolume):
+    import PUMITSlicer
+
+    R = rotation(30, (0.3, 1, 0.2))
+    R[:3, 3] = [15, -20, 8]
+    oblique = slicer.util.addVolumeFromArray(slicer.util.arrayFromVolume(ctVolume).copy(), ijkToRAS=R @ ijkToRAS(ctVolume), name="oblique")
+    other = PUMITSlicer.PUMITSlicerLogic()  # a second logic: both runs at once, to save time
+    other.pumitCommand = cli.pumitCommand
+    events = []
+    task = cli.startSegmentation(ctVolume, models["segmentation"], device="CPU", overlap=0.25)
+    task.progressCallbacks.append(events.append)
+    rotatedTask = other.startSegmentation(oblique, models["segmentation"], device="CPU", overlap=0.25)
+    straight, rotated = finished(task), finished(rotatedTask)
+    assert events[-1].fraction == 1.0 and any(e.stage == "inference" for e in events)
+
+    segments = straight.GetSegmentation()
+    names = {segments.GetNthSegment(i).GetName(): segments.GetNthSegment(i).GetColor() for i in range(segments.GetNumberOfSegments())}
+    assert set(names) <= {"vertebral body", "posterior elements"} and names
+    for name, color in names.items():
+        value = next(k for k, v in LABELS.items() if v == name)
+        assert np.allclose(color, np.array(COLORS[value]) / 255)
+    assert straight.GetAttribute("PUMIT.ModelId")
+
+    a, b = labelArray(straight, ctVolume), labelArray(rotated, oblique)
+    assert 0 < np.count_nonzero(a) < a.size, "a non-trivial result"
+    assert np.array_equal(a, b), "the same voxels get the same labels whatever the orientation"
+    for value in np.unique(a[a > 0]):
+        c0, c1 = rasCentroid(a == value, ijkToRAS(ctVolume)), rasCentroid(b == value, ijkToRAS(oblique))
+        assert np.allclose(R[:3, :3] @ c0 + R[:3, 3], c1, atol=1e-3), "the segment moved with the anatomy"
+
+
+def test_cancel_real_segmentation_mid_run(session, cli, models, ctVolume):
+    params = cli.getParameterNode()
+    params.inputVolume, params.modelId, params.device = ctVolume, models["segmentation"], "CPU"
+    ids = session.nodeIds()
+    task = cli.segment(params)
+    events = []
+    task.progressCallbacks.append(events.append)
+    while task.poll() and not any(e.stage == "inference" for e in events):
+        pass
+    assert task.running, "cancel while the model runs"
+    task.cancel()
+    assert task.wait(timeout=60) == TaskState.CANCELLED
+    assert session.nodeIds() == ids and params.outputSegmentation is None
+    assert not alive(task.process.pid) and not task.workDir.exists()
+
+
+def test_reconstruction_real_cli(session, cli, models, ctVolume):
+    oblique = slicer.util.addVolumeFromArray(slicer.util.arrayFromVolume(ctVolume).copy(),
+                                             ijkToRAS=rotation(-20, (1, 0, 0)) @ ijkToRAS(ctVolume), name="obl")
+    reconstruction, error = finished(cli.startReconstruction(oblique, models["tokenizer"], device="CPU"))
+    for node in (reconstruction, error):
+        assert np.allclose(ijkToRAS(node), ijkToRAS(oblique))
+        assert node.GetImageData().GetDimensions() == oblique.GetImageData().GetDimensions()
+    original = slicer.util.arrayFromVolume(oblique).astype(np.float32)
+    assert np.allclose(slicer.util.arrayFromVolume(error), np.abs(original - slicer.util.arrayFromVolume(reconstruction)), atol=1e-2)
+
+
+def test_fine_tune_two_annotated_volumes_registers_a_new_version(session, cli, models):
+    cases = twoAnnotatedCases(session)
+    params = cli.getParameterNode()
+    params.fineTuneVolumes = [v for v, _ in cases]
+    params.fineTuneSegmentations = [s for _, s in cases]
+    params.modelId, params.fineTuneName, params.fineTuneEpochs, params.device = models["segmentation"], "e2e-spine", 1, "CPU"
+    ids = session.nodeIds()
+    task = cli.fineTune(params)
+    events = []
+    task.progressCallbacks.append(events.append)
+    modelId = finished(task, timeout=600)
+    assert modelId.startswith("e2e-spine-v") and params.modelId == modelId, "the new version is selected"
+    assert any(e.data.get("dice") is not None for e in events), "validation Dice is reported"
+    assert session.nodeIds() == ids
+    store = cli.listModels("segmentation")
+    assert modelId in [m["id"] for m in store]
+    entry = next(m for m in store if m["id"] == modelId)
+    assert set(entry["labels"].values()) >= {"vertebral body", "posterior elements"}
