@@ -25,7 +25,8 @@ demo: deps
 	$(VENV)/bin/pumit demo -o outputs/demo
 
 test: deps
-	$(PY) -m pytest -q training/tests Testing
+	# UTF-8 mode: child processes (Lightning prints emoji) are decoded the same whatever the machine's locale
+	PYTHONUTF8=1 $(PY) -m pytest -q training/tests Testing
 
 bench: deps
 	$(PY) -m benchmarks

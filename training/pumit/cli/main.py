@@ -47,6 +47,9 @@ def _raise_cancel(signum, frame):  # noqa: ARG001
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (also used by tests)."""
+    for stream in (sys.stdout, sys.stderr):  # never crash printing a non-ASCII message in a C/ASCII locale
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if hasattr(signal, "SIGTERM") and argv is None:

@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from pumit.inference.common import cpu_memory_guard, stage_bounds
+from pumit.inference.common import cpu_memory_guard, run_task, stage_bounds
 from pumit.inference.devices import resolve_device
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
@@ -74,17 +74,7 @@ def classify_image(
 ) -> ClassificationResult:
     """Classify an in-memory image with a loaded classifier."""
     settings = settings or InferenceSettings()
-    prog, owned = as_progress(progress)
-    try:
-        with cpu_memory_guard("classifying", _KNOBS):
-            return _classify(image, model, settings, prog, name)
-    except BaseException:
-        if owned:
-            prog.close(failed=True)
-        raise
-    finally:
-        if owned:
-            prog.close()
+    return run_task(progress, "classifying", _KNOBS, lambda prog: _classify(image, model, settings, prog, name))
 
 
 def _classify(

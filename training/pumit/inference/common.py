@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from pumit.errors import ResourceError
+from pumit.inference.progress import Progress, ProgressLike, as_progress
+
+T = TypeVar("T")
 
 #: Overall progress fractions at which the stages of every task start (``done`` is 1.0).
 STAGE_START = {"load": 0.0, "read": 0.05, "preprocess": 0.10, "inference": 0.15, "postprocess": 0.90, "write": 0.95}
@@ -28,6 +32,22 @@ def cpu_memory_guard(what: str, knobs: str) -> Iterator[None]:
         yield
     except MemoryError:
         raise ResourceError(f"out of memory on the CPU while {what}; {knobs}") from None
+
+
+def run_task(progress: ProgressLike, what: str, knobs: str, task: Callable[[Progress], T]) -> T:
+    """Run ``task(progress)`` with CPU out-of-memory turned into :class:`ResourceError` (naming ``knobs``);
+    a progress reporter created here from ``progress`` is closed at the end (marked failed on an error)."""
+    prog, owned = as_progress(progress)
+    try:
+        with cpu_memory_guard(what, knobs):
+            return task(prog)
+    except BaseException:
+        if owned:
+            prog.close(failed=True)
+        raise
+    finally:
+        if owned:
+            prog.close()
 
 
 def psnr(reference, estimate) -> float:

@@ -34,7 +34,7 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import ModelLayout, from_model_layout
-from pumit.inference.common import cpu_memory_guard, psnr, stage_bounds
+from pumit.inference.common import cpu_memory_guard, psnr, run_task, stage_bounds
 from pumit.inference.devices import resolve_device
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LoadedModel, load_model
@@ -122,17 +122,7 @@ def reconstruct_image(
 ) -> ReconstructionResult:
     """Reconstruct an in-memory image with a loaded tokenizer (see the module docstring)."""
     settings = settings or InferenceSettings()
-    prog, owned = as_progress(progress)
-    try:
-        with cpu_memory_guard("reconstructing", _KNOBS):
-            return _reconstruct(image, model, settings, tokens, prog)
-    except BaseException:
-        if owned:
-            prog.close(failed=True)
-        raise
-    finally:
-        if owned:
-            prog.close()
+    return run_task(progress, "reconstructing", _KNOBS, lambda prog: _reconstruct(image, model, settings, tokens, prog))
 
 
 def _reconstruct(

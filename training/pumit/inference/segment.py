@@ -26,7 +26,7 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import from_model_layout
-from pumit.inference.common import cpu_memory_guard, stage_bounds
+from pumit.inference.common import cpu_memory_guard, run_task, stage_bounds
 from pumit.inference.devices import resolve_device
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
@@ -94,17 +94,7 @@ def segment_image(
     (out of memory after the fallbacks) and :class:`~pumit.errors.CancelledError`.
     """
     settings = settings or InferenceSettings()
-    prog, owned = as_progress(progress)
-    try:
-        with cpu_memory_guard("segmenting", _KNOBS):
-            return _segment(image, model, settings, probabilities, prog)
-    except BaseException:
-        if owned:
-            prog.close(failed=True)
-        raise
-    finally:
-        if owned:
-            prog.close()
+    return run_task(progress, "segmenting", _KNOBS, lambda prog: _segment(image, model, settings, probabilities, prog))
 
 
 def _segment(

@@ -125,8 +125,14 @@ def resolve_run_dir(job: str, cfg: dict[str, Any]) -> tuple[Path, bool]:
 
 
 def find_resume_checkpoint(run_dir: Path, resume: str) -> Path | None:
-    """The checkpoint to continue from, per ``--resume`` (``auto`` | ``never`` | a path)."""
+    """The checkpoint to continue from, per ``--resume`` (``auto`` | ``never`` | a path).
+
+    Temporary files of checkpoint writes that a killed run left behind (``.NAME.ckpt.*.tmp``) are removed:
+    the checkpoints they were meant to replace are intact, as writes are atomic.
+    """
     ckpt_dir = run_dir / CHECKPOINT_DIR
+    for stale in ckpt_dir.glob(".*.ckpt.*.tmp"):
+        stale.unlink(missing_ok=True)
     candidates = [p for p in [ckpt_dir / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
     if resume not in ("auto", "never"):
         p = Path(resume).expanduser()
