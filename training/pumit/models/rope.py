@@ -15,6 +15,8 @@ get distinct rotations.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -63,3 +65,30 @@ def rotate_half_interleaved(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x (..., N, d)`` by tables ``(N, d)``."""
     return x * cos + rotate_half_interleaved(x) * sin
+
+
+class PrefixedRope(NamedTuple):
+    """RoPE tables for a whole sequence ``[prefix tokens] + patch tokens``, shape ``(P + N, d)``.
+
+    ``cos`` is 1 and ``sin`` is 0 on the ``P`` prefix tokens (no rotation), and ``sin`` carries the sign
+    of the rotation (``−sin`` on even, ``+sin`` on odd lanes), so :func:`apply_prefixed_rope` is one pair
+    swap, two products and a sum over the whole sequence. Bit for bit the result of rotating the patch
+    tokens with :func:`apply_rope` and concatenating the untouched prefix, without the slicing and
+    concatenation (fewer kernels and copies, forward and backward).
+    """
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def prefixed_tables(cos: torch.Tensor, sin: torch.Tensor, num_prefix: int = 1) -> PrefixedRope:
+    """:class:`PrefixedRope` from the ``(N, d)`` tables of :meth:`AdditiveRoPE3D.tables`."""
+    d = cos.shape[-1]
+    sign = torch.tensor([-1.0, 1.0], dtype=sin.dtype, device=sin.device).repeat(d // 2)
+    return PrefixedRope(torch.cat([cos.new_ones(num_prefix, d), cos]), torch.cat([sin.new_zeros(num_prefix, d), sin * sign]))
+
+
+def apply_prefixed_rope(x: torch.Tensor, rope: PrefixedRope) -> torch.Tensor:
+    """Rotate ``x (..., P + N, d)`` by :class:`PrefixedRope` tables (the prefix is left as it is)."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...)
+    return x * rope.cos + swapped * rope.sin

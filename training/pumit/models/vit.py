@@ -23,7 +23,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from pumit.errors import InputError
-from pumit.models.rope import AdditiveRoPE3D, apply_rope
+from pumit.models.rope import (
+    AdditiveRoPE3D,
+    PrefixedRope,
+    apply_prefixed_rope,
+    apply_rope,
+    prefixed_tables,
+)
 from pumit.models.sac import SACDownsample
 from pumit.spacing import Spacing, SpacingLike, check_volume, down_depth_stride
 
@@ -98,12 +104,16 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, num_prefix: int = 1) -> torch.Tensor:
+        """``rope``: ``(cos, sin)`` tables of the ``N`` patch tokens, or a :class:`PrefixedRope` covering the
+        whole sequence (the faster form :class:`SpadViT` passes; identical result)."""
         b, n, c = x.shape
         q = F.linear(x, self.q_proj.weight, self.q_bias)
         k = self.k_proj(x)
         v = F.linear(x, self.v_proj.weight, self.v_bias)
         q, k, v = (t.view(b, n, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
-        if rope is not None:
+        if isinstance(rope, PrefixedRope):  # a length mismatch fails loudly in the broadcast
+            q, k = apply_prefixed_rope(q, rope), apply_prefixed_rope(k, rope)
+        elif rope is not None:
             cos, sin = rope
             q = torch.cat([q[:, :, :num_prefix], apply_rope(q[:, :, num_prefix:], cos, sin)], dim=2)
             k = torch.cat([k[:, :, :num_prefix], apply_rope(k[:, :, num_prefix:], cos, sin)], dim=2)
@@ -237,7 +247,7 @@ class SpadViT(nn.Module):
         tokens, grid, _ = self.embed(x, spacing, mask)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         h = torch.cat([cls, tokens], dim=1)
-        rope = self.rope.tables(grid, h.dtype, h.device)
+        rope = prefixed_tables(*self.rope.tables(grid, h.dtype, h.device), num_prefix=1)  # [CLS] is not rotated
         taps: dict[int, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks):
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():

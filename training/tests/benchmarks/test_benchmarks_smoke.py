@@ -18,10 +18,10 @@ if str(REPO) not in sys.path:
 if not (REPO / "benchmarks" / "run.py").is_file():  # e.g. an sdist of training/ alone
     pytest.skip("benchmarks/ folder not present", allow_module_level=True)
 
-from benchmarks import bench_mim, bench_sac, bench_segmentation, bench_tokenizer  # noqa: E402
-from benchmarks.common import REQUIRED_FIELDS, SCHEMA, env_info, summarize  # noqa: E402
-from benchmarks.report import evaluate_targets, markdown  # noqa: E402
-from benchmarks.run import main, result_paths  # noqa: E402
+from benchmarks import bench_mim, bench_sac, bench_segmentation, bench_tokenizer
+from benchmarks.common import REQUIRED_FIELDS, SCHEMA, env_info, summarize
+from benchmarks.report import evaluate_targets, markdown
+from benchmarks.run import finalize, main, merge, result_paths
 
 CPU = torch.device("cpu")
 
@@ -90,7 +90,7 @@ def test_mim_tiny():
 
 
 def test_segmentation_tiny(tmp_path):
-    recs, cmps, notes = bench_segmentation.run(
+    recs, cmps, _notes = bench_segmentation.run(
         CPU, size="tiny", repeats=1, warmup=0, window_variants=(("fp32", False),), full_windows=1, workdir=tmp_path,
         log=lambda *a: None)
     for group in ("seg_window", "seg_e2e", "seg_e2e_full"):
@@ -126,3 +126,49 @@ def test_report_and_cli(tmp_path):
     assert mim["status"] == "missed" and "short" in mim["shortfall"] and seg["status"] == "met"
     fake["targets"] = list(targets.values())
     assert "missed" in markdown(fake)
+
+
+def test_merge_keeps_other_benchmarks():
+    env = env_info(CPU)
+    rec = {"group": "sac", "name": "x"}
+
+    def payload(benches):
+        return {"schema": SCHEMA, "env": env, "config": {"compile": False}, "load": {},
+                "benchmarks": {b: {"threads": 1, "records": [dict(rec, group=g, name=b)], "comparisons": [], "notes": []}
+                               for b, g in benches}}
+
+    old = finalize(payload([("sac", "sac"), ("mim", "mim_step")]))
+    new = payload([("mim", "mim_step")])
+    new["benchmarks"]["mim"]["records"][0]["name"] = "new-mim"
+    merged = finalize(merge(old, new))
+    assert [r["name"] for r in merged["records"]] == ["sac", "new-mim"]
+    flat = {k: v for k, v in old.items() if k != "benchmarks"}  # an older flat file is split by record group
+    assert [r["name"] for r in finalize(merge(flat, new))["records"]] == ["sac", "new-mim"]
+
+
+def test_prefixed_rope_matches_the_sliced_form_bit_for_bit():
+    """The RoPE fast path added for the MIM benchmark (pumit.models.rope.PrefixedRope) changes no bit."""
+    from pumit.models import SpadViTMIM, ViTConfig
+    from pumit.models import vit as vit_module
+    from pumit.models.vit import random_mask
+
+    torch.manual_seed(0)
+    model = SpadViTMIM(ViTConfig.preset("tiny", depth=2, embed_dim=64, num_heads=2, patch_size=8, codebook_size=32))
+    x, spacing = torch.randn(2, 1, 8, 32, 32), (4.0, 1.0, 1.0)  # anisotropic: depth patch 2, grid 4x4x4
+    mask = random_mask(2, 64, generator=torch.Generator().manual_seed(0))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(x, spacing, mask)[0]
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    fast = run()
+    original = vit_module.prefixed_tables
+    vit_module.prefixed_tables = lambda cos, sin, num_prefix=1: (cos, sin)  # the sliced/concatenated path
+    try:
+        slow = run()
+    finally:
+        vit_module.prefixed_tables = original
+    assert torch.equal(fast[0], slow[0])
+    assert len(fast[1]) == len(slow[1]) and all(torch.equal(a, b) for a, b in zip(fast[1], slow[1]))

@@ -1,0 +1,1 @@
+"""PUMIT benchmark suite: ``python -m benchmarks`` (see :mod:`benchmarks.run` and docs/benchmarks.md)."""
