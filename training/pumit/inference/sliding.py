@@ -158,6 +158,13 @@ def run_sliding_window(
             on_windows(min(done, total), total)
         return out
 
+    if sw_device.type != "cpu" and inputs.device != sw_device:
+        # the whole volume on the GPU once: no host-to-device copy per window (a 512×512×200 float32
+        # CT is 200 MB); if even that does not fit, windows are copied from the host batch by batch
+        try:
+            inputs = inputs.to(sw_device)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
     inferer = SlidingWindowInferer(
         roi_size=roi, sw_batch_size=sw_batch, overlap=overlap, mode=blend, sigma_scale=sigma_scale,
         padding_mode="constant", cval=cval, sw_device=sw_device, device=device, progress=False,
