@@ -42,7 +42,9 @@ def test_cli_workflow_and_exit_codes(tmp_path: Path, src: Path, capsys: pytest.C
     assert code == 0 and json.loads(out)["id"] == "knee-v1.0.1"
 
     code, out, _ = run(["list", "--json"], capsys)
-    assert code == 0 and [e["id"] for e in json.loads(out)] == ["knee-v1.0.0", "knee-v1.0.1"]
+    listed = json.loads(out)
+    assert code == 0 and [e["id"] for e in listed if not e["builtin"]] == ["knee-v1.0.0", "knee-v1.0.1"]
+    assert all(e["builtin"] for e in listed if not e["id"].startswith("knee-"))  # the models shipped with pumit
     code, out, _ = run(["list"], capsys)
     assert code == 0 and "knee-v1.0.1" in out and "segmentation" in out and "Apache-2.0" in out
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Reproduce every reference model and result of docs/results.md from the repository (CPU; see README.md here).
+# Run from the repository root after `make install`:   bash experiments/run_all.sh
+# Outputs go to runs/ (git-ignored); results are collected into experiments/results/ and benchmarks/results/reference/.
+# Seeds: 0 everywhere (data split seed 0, label-fraction order seed 0, training seed 0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+PUMIT=${PUMIT:-.venv/bin/pumit}
+SHARED=${SHARED:-../shared/data}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p runs/data runs/ref
+
+# --- 1. data ----------------------------------------------------------------------------------------------
+# pre-training list of every real image reachable offline (package test images), committed as pretrain_sources.jsonl
+$PY experiments/data/make_pretrain_list.py
+$PUMIT data index experiments/data/pretrain_sources.jsonl "$SHARED/msd_task04_hippocampus" \
+    "$SHARED/adrenalmnist3d/adrenalmnist3d.npz" -o runs/data/index_all.jsonl --split-seed 0 --val-fraction 0.2
+# keep AdrenalMNIST3D train + Hippocampus train (hash split) + all package images; drop labels
+$PY experiments/data/filter_pretrain_index.py runs/data/index_all.jsonl runs/data/index_pretrain.jsonl
+$PUMIT data preprocess runs/data/index_pretrain.jsonl -o runs/data/pretrain --max-side 256 --workers 2
+$PY experiments/data/harmonize_planar.py runs/data/pretrain/manifest.jsonl runs/data/pretrain/manifest_2d.jsonl
+# hippocampus: seeded hash split (seed 0, 20 % val), no foreground crop (as at inference), label fractions
+$PUMIT data index "$SHARED/msd_task04_hippocampus" -o runs/data/index_hippo.jsonl --split-seed 0 --val-fraction 0.2 --check
+$PUMIT data preprocess runs/data/index_hippo.jsonl -o runs/data/hippo --no-crop
+$PY experiments/data/make_label_fractions.py runs/data/hippo/manifest.jsonl
+
+# --- 2. pre-training --------------------------------------------------------------------------------------
+$PUMIT train tokenizer --config experiments/configs/tokenizer.yaml --data runs/data/pretrain/manifest_2d.jsonl \
+    --output runs/ref/tokenizer
+$PUMIT train mim --config experiments/configs/mim.yaml --data runs/data/pretrain/manifest_2d.jsonl \
+    --tokenizer runs/ref/tokenizer/model --output runs/ref/mim
+# stage 2: continue the tokenizer with a reconstruction-focused objective -> the shipped demo tokenizer
+$PUMIT train tokenizer --config experiments/configs/tokenizer_stage2.yaml --data runs/data/pretrain/manifest_2d.jsonl \
+    --base-model runs/ref/tokenizer/model --output runs/ref/tokenizer2
+$PY experiments/eval_reconstruction.py --tokenizer runs/ref/tokenizer/model --output runs/ref/recon-eval-stage1
+$PY experiments/eval_reconstruction.py --tokenizer runs/ref/tokenizer2/model --output runs/ref/recon-eval
+
+# --- 3. label efficiency on MSD Hippocampus (same steps / seed / schedule for every arm) -------------------
+for f in 020 050 100; do
+  $PUMIT train segment --config experiments/configs/segment.yaml --data runs/data/hippo/manifest_frac$f.jsonl \
+      --output runs/ref/seg-scratch-f$f
+  $PUMIT train segment --config experiments/configs/segment.yaml --data runs/data/hippo/manifest_frac$f.jsonl \
+      --output runs/ref/seg-pretrained-f$f --base-model runs/ref/mim/model
+done
+
+# --- 4. AdrenalMNIST3D classification (official splits; best val AUC -> test once) -------------------------
+$PUMIT train classify --config experiments/configs/classify.yaml --data "$SHARED/adrenalmnist3d/adrenalmnist3d.npz" \
+    --output runs/ref/cls-scratch
+$PUMIT train classify --config experiments/configs/classify.yaml --data "$SHARED/adrenalmnist3d/adrenalmnist3d.npz" \
+    --output runs/ref/cls-pretrained --base-model runs/ref/mim/model
+$PY experiments/baseline_resnet3d.py --data "$SHARED/adrenalmnist3d/adrenalmnist3d.npz" --output runs/ref/cls-resnet18
+# independent re-evaluation of the exported classifiers on val/test (cross-check of the trainer's numbers)
+for arm in scratch pretrained; do $PY experiments/eval_classifier.py runs/ref/cls-$arm/model > runs/ref/cls-$arm/eval.json; done
+
+# --- 5. results, plots, shipped models ---------------------------------------------------------------------
+$PY experiments/collect_results.py
+$PY experiments/package_models.py

@@ -1,0 +1,240 @@
+"""``pumit demo -o DIR``: the out-of-the-box demo on the models and images shipped with pumit.
+
+Nothing is downloaded. The demo uses the built-in models under ``pumit/assets/models/`` and the real images
+under ``pumit/assets/demo/`` (each with its license in ``pumit/assets/demo/LICENSE.md``):
+
+1. segments the hippocampus in a T1 MRI crop of MSD Task04 (a validation case of the reference model) with
+   the reference segmentation model, and compares it with the expert label shipped next to it (Dice);
+2. reconstructs a spine CT and a spine T2w MRI (tptbox samples) through the reference tokenizer (PSNR);
+3. writes every output (label map + ``.labels.json``, reconstructions, error maps, per-image montages), a
+   ``demo_montage.png`` overview and ``demo_summary.json`` into ``DIR``.
+
+It runs on the CPU in well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: Shipped reference models used by the demo (name part of ``NAME-vX.Y.Z``).
+SEG_MODEL = "pumit-ref-hippocampus-seg"
+TOKENIZER = "pumit-ref-tokenizer"
+
+#: Demo images (file names under ``pumit/assets/demo``).
+DEMO_MRI = "hippocampus_004.nii.gz"
+DEMO_MRI_LABEL = "hippocampus_004_label.nii.gz"
+DEMO_RECON = (("spine CT (tptbox)", "spine_ct.nii.gz"), ("spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz"))
+
+_DESCRIPTION = """Run the out-of-the-box demo with the models and images shipped in the package (no download):
+segment the hippocampus in a T1 MRI (MSD Task04 validation case) with the reference segmentation model and
+score it against the expert label; reconstruct a spine CT and a spine MRI through the reference tokenizer.
+Writes label map, reconstructions, error maps, montages, demo_montage.png and demo_summary.json into DIR."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` command."""
+    p = subparsers.add_parser(
+        "demo", help="run the out-of-the-box demo on the shipped models and images", description=_DESCRIPTION,
+        epilog="exit codes: 0 success, 1 internal error, 2 bad output folder, 3 shipped model or image missing",
+    )
+    p.add_argument("-o", "--output", metavar="DIR", default="outputs/demo", help="output folder (created; demo files "
+                   "in it are overwritten) [default: outputs/demo]")
+    p.add_argument("--device", default="cpu", help="device to run on: cpu, cuda, auto [default: cpu]")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
+    p.set_defaults(func=run)
+
+
+def assets_dir() -> Path:
+    """The package's ``assets`` folder."""
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+def demo_dir() -> Path:
+    return assets_dir() / "demo"
+
+
+def find_builtin_model(name: str) -> Path:
+    """Folder of the latest built-in version of ``name`` (raises :class:`~pumit.errors.ModelError`)."""
+    from pumit.errors import ModelError
+    from pumit.store.paths import builtin_model_dirs
+
+    found: list[tuple[tuple[int, ...], Path]] = []
+    for root in builtin_model_dirs():
+        for d in root.iterdir():
+            if d.is_dir() and d.name.startswith(name + "-v") and (d / "model.safetensors").is_file():
+                try:
+                    version = tuple(int(v) for v in d.name[len(name) + 2:].split("."))
+                except ValueError:
+                    continue
+                found.append((version, d))
+    if not found:
+        raise ModelError(f"built-in model {name} is missing from {assets_dir() / 'models'} (broken installation: "
+                         "reinstall pumit)")
+    return max(found)[1]
+
+
+def _demo_file(name: str) -> Path:
+    from pumit.errors import ModelError
+
+    p = demo_dir() / name
+    if not p.is_file():
+        raise ModelError(f"demo image {p} is missing (broken installation: reinstall pumit)")
+    return p
+
+
+def dice_scores(pred: Any, ref: Any, labels: dict[int, str]) -> dict[str, float]:
+    """Dice per foreground label (and ``mean``) between two integer arrays of the same shape."""
+    import numpy as np
+
+    out: dict[str, float] = {}
+    for v, name in labels.items():
+        if v == 0:
+            continue
+        a, b = pred == v, ref == v
+        denom = int(a.sum()) + int(b.sum())
+        out[name] = float(2.0 * np.logical_and(a, b).sum() / denom) if denom else float("nan")
+    vals = [x for x in out.values() if not math.isnan(x)]
+    out["mean"] = float(sum(vals) / len(vals)) if vals else float("nan")
+    return out
+
+
+def _window(a: Any) -> tuple[float, float]:
+    import numpy as np
+
+    lo, hi = (float(v) for v in np.percentile(a, (0.5, 99.5)))
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+def save_overview(path: Path, seg: dict[str, Any], recons: list[dict[str, Any]]) -> None:
+    """``demo_montage.png``: row 1 the MRI with the predicted and the expert hippocampus; then one row per
+    reconstruction (input | reconstruction | |error|), middle slice along the slice axis."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+    rows = 1 + len(recons)
+    fig = Figure(figsize=(10.5, 3.3 * rows), dpi=90)
+    FigureCanvasAgg(fig)
+    fig.suptitle("pumit demo: shipped reference models on shipped real images (CPU)", fontsize=12)
+    cmap = ListedColormap([(0, 0, 0, 0), (1.0, 0.2, 0.2, 0.55), (0.2, 0.6, 1.0, 0.55)])
+
+    img, pred, ref, sp = seg["image"], seg["pred"], seg["ref"], seg["spacing"]
+    # coronal-ish view through the hippocampus: the H-index with most foreground
+    h = int(np.argmax((ref > 0).sum(axis=(0, 2)))) if ref is not None and ref.any() else img.shape[1] // 2
+    lo, hi = _window(img)
+    panels = [("T1 MRI", None), ("prediction", pred), ("expert label", ref)]
+    for c, (title, lab) in enumerate(panels):
+        ax = fig.add_subplot(rows, 3, 1 + c)
+        ax.imshow(img[:, h, :], cmap="gray", vmin=lo, vmax=hi, aspect=sp[0] / sp[2], origin="lower")
+        if lab is not None:
+            ax.imshow(lab[:, h, :], cmap=cmap, vmin=0, vmax=2, aspect=sp[0] / sp[2], origin="lower",
+                      interpolation="nearest")
+        if c == 1:
+            title += f"  (Dice {seg['dice']['mean']:.3f})"
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    for r, rec in enumerate(recons, start=1):
+        a, b = rec["original"], rec["reconstructed"]
+        d = a.shape[0] // 2
+        lo, hi = _window(a)
+        err = np.abs(a - b)
+        emax = float(np.percentile(err, 99.5)) or 1.0
+        aspect = rec["spacing"][1] / rec["spacing"][2]
+        for c, (title, im, kw) in enumerate((
+            (f"{rec['title']}", a[d], dict(cmap="gray", vmin=lo, vmax=hi)),
+            (f"reconstruction (PSNR {rec['psnr_db']:.1f} dB)", b[d], dict(cmap="gray", vmin=lo, vmax=hi)),
+            ("|error|", err[d], dict(cmap="magma", vmin=0, vmax=emax)),
+        )):
+            ax = fig.add_subplot(rows, 3, 3 * r + 1 + c)
+            ax.imshow(im, aspect=aspect, **kw)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+
+
+def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> dict[str, Any]:
+    """Run the demo into ``output``; returns the summary (also written as ``demo_summary.json``)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from pumit.errors import InputError
+    from pumit.inference import InferenceSettings, reconstruct, segment
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    t_start = time.perf_counter()
+    out = Path(output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the output folder {out}: {e}") from e
+    seg_model = find_builtin_model(SEG_MODEL)
+    tok_model = find_builtin_model(TOKENIZER)
+    settings = InferenceSettings(device=device)
+    summary: dict[str, Any] = {"models": {"segmentation": seg_model.name, "tokenizer": tok_model.name}}
+
+    # 1. segmentation of the shipped MRI
+    mri, mri_label = _demo_file(DEMO_MRI), _demo_file(DEMO_MRI_LABEL)
+    say(f"[1/3] segmenting {mri.name} with {seg_model.name}")
+    t0 = time.perf_counter()
+    seg_out = out / "hippocampus_004_seg.nii.gz"
+    res = segment(mri, seg_out, seg_model, settings=settings)
+    pred = sitk.GetArrayFromImage(sitk.ReadImage(str(seg_out)))
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(mri_label))).astype(np.int64)
+    img = sitk.GetArrayFromImage(sitk.ReadImage(str(mri))).astype(np.float32)
+    names = {int(li.value): li.name for li in res.label_info} if res.label_info else {1: "label_1", 2: "label_2"}
+    names.setdefault(0, "background")
+    dice = dice_scores(pred, ref, names)
+    sp_itk = sitk.ReadImage(str(mri)).GetSpacing()  # (x, y, z); arrays are (z, y, x)
+    summary["segmentation"] = {"input": mri.name, "output": seg_out.name, "labels": {str(k): v for k, v in names.items()},
+                               "dice_vs_expert": dice, "seconds": round(time.perf_counter() - t0, 2)}
+    say(f"      Dice vs expert label: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+
+    # 2-3. reconstructions
+    recons: list[dict[str, Any]] = []
+    summary["reconstruction"] = []
+    for i, (title, fname) in enumerate(DEMO_RECON, start=2):
+        src = _demo_file(fname)
+        stem = fname.replace(".nii.gz", "")
+        say(f"[{i}/3] reconstructing {fname} with {tok_model.name}")
+        t0 = time.perf_counter()
+        rec = reconstruct(src, out / f"{stem}_recon.nii.gz", tok_model, error_map=out / f"{stem}_error.nii.gz",
+                          montage=out / f"{stem}_recon.png", settings=settings)
+        psnr = float(rec.psnr)
+        summary["reconstruction"].append({"input": fname, "title": title, "output": f"{stem}_recon.nii.gz",
+                                          "montage": f"{stem}_recon.png", "psnr_db": round(psnr, 3),
+                                          "seconds": round(time.perf_counter() - t0, 2)})
+        say(f"      PSNR {psnr:.2f} dB")
+        recons.append({"title": title, "original": rec.original, "reconstructed": rec.reconstructed,
+                       "spacing": rec.spacing, "psnr_db": psnr})
+
+    montage = out / "demo_montage.png"
+    save_overview(montage, {"image": img, "pred": pred, "ref": ref, "dice": dice,
+                            "spacing": (sp_itk[2], sp_itk[1], sp_itk[0])}, recons)
+    summary["montage"] = montage.name
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    tmp = out / "demo_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / "demo_summary.json")
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = run_demo(args.output, device=args.device, quiet=args.quiet)
+    seg = summary["segmentation"]["dice_vs_expert"]["mean"]
+    psnr = ", ".join(f"{r['title']} {r['psnr_db']:.1f} dB" for r in summary["reconstruction"])
+    print(f"demo done in {summary['seconds']:.1f} s: hippocampus Dice {seg:.3f}; reconstruction PSNR {psnr}; "
+          f"outputs in {Path(args.output)} (overview: {Path(args.output) / summary['montage']})")
+    return 0
