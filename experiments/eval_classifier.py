@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from pumit.data import ProcessedDataset, collate_samples
+from pumit.data import ProcessedDataset
 from pumit.models import load_pretrained
 from pumit.training.common import batch_spacing
 from pumit.training.datamodules import ResizeCollate, prepare_data

@@ -200,7 +200,7 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
     sp_itk = sitk.ReadImage(str(mri)).GetSpacing()  # (x, y, z); arrays are (z, y, x)
     summary["segmentation"] = {"input": mri.name, "output": seg_out.name, "labels": {str(k): v for k, v in names.items()},
                                "dice_vs_expert": dice, "seconds": round(time.perf_counter() - t0, 2)}
-    say(f"      Dice vs expert label: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+    say("      Dice vs expert label: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
 
     # 2-3. reconstructions
     recons: list[dict[str, Any]] = []
