@@ -72,6 +72,8 @@ class ImageRecord:
     frame: int | None = None
     #: declared label values (e.g. MSD ``labels``); None = not declared, values not checked
     label_values: list[int] | None = None
+    #: names of the declared label values (``{"0": "background", "1": "anterior"}``), when the source has them
+    label_names: dict[str, str] | None = None
     #: classification target(s) (e.g. MedMNIST labels)
     target: list[int] | None = None
     #: intensity scheme overriding the modality default (``ct``, ``zscore``, ``percentile``, ``photo``)
@@ -115,6 +117,7 @@ class ProcessedRecord:
     stats: dict[str, float]
     label: str | None = None
     label_values: list[int] | None = None
+    label_names: dict[str, str] | None = None
     target: list[int] | None = None
     source: dict[str, Any] = field(default_factory=dict)
 

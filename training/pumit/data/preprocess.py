@@ -158,7 +158,7 @@ def preprocess_record(record: ImageRecord, out_dir: str | os.PathLike, *, max_si
         shape=tuple(image.shape),  # type: ignore[arg-type]
         planar=record.planar, da=degree_of_anisotropy(spacing), split=record.split, dataset=record.dataset,
         intensity=spec.to_dict(), stats={"offset": stats.offset, "scale": stats.scale}, label=label_rel,
-        label_values=record.label_values, target=record.target,
+        label_values=record.label_values, label_names=record.label_names, target=record.target,
         source={"image": record.image, "label": record.label, "series": record.series, "frame": record.frame,
                 "depth_axis": record.depth_axis, "perm": list(item.perm), "spacing": list(record.spacing),
                 "shape": list(source_shape), "crop": [list(b) for b in box], "dtype": item.dtype},

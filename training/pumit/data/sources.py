@@ -41,7 +41,7 @@ from pumit.data.splits import DEFAULT_VAL_FRACTION, hash_split
 from pumit.errors import InputError
 from pumit.imageio import full_suffix
 from pumit.intensity import SCHEMES
-from pumit.spacing import planar_spacing
+from pumit.spacing import as_spacing, planar_spacing
 
 logger = logging.getLogger("pumit.data")
 
@@ -227,6 +227,7 @@ def _image_records(
     modality: str | None = None,
     frame_modalities: Sequence[str] | None = None,
     label_values: list[int] | None = None,
+    label_names: dict[str, str] | None = None,
     target: list[int] | None = None,
     depth_axis: int | None = None,
     intensity: str | None = None,
@@ -253,6 +254,11 @@ def _image_records(
     out = []
     for f in frames:
         geo = model_geometry(info, frame=f, depth_axis=axis)
+        try:  # e.g. a DICOM whose slice spacing reads as negative: report it, never index a wrong geometry
+            as_spacing(geo.spacing, name=f"spacing of {path}")
+        except InputError as e:
+            report.skip(str(path), str(e))
+            return []
         if frame_modalities and f is not None and f < len(frame_modalities):
             mod = frame_modalities[f]
         else:
@@ -262,7 +268,7 @@ def _image_records(
             image=str(path), modality=mod, spacing=geo.spacing, shape=geo.shape, depth_axis=geo.depth_axis,
             planar=geo.planar, split=split, dataset=dataset, label=str(label) if label else None,
             depth_axis_source=geo.depth_axis_source, series=series, frame=f, label_values=label_values,
-            target=target, intensity=opts.intensity or intensity,
+            label_names=label_names, target=target, intensity=opts.intensity or intensity,
         ))
     return out
 
@@ -279,6 +285,15 @@ def _declared_labels(labels: object) -> list[int] | None:
     return sorted(values)
 
 
+def _label_names(labels: object) -> dict[str, str] | None:
+    """Names of the declared label values (``{"0": "background", "1": "anterior"}``), from an MSD or nnU-Net v2 map."""
+    if not isinstance(labels, dict) or not labels:
+        return None
+    if all(str(k).strip().lstrip("-").isdigit() for k in labels):
+        return {str(int(k)): str(v) for k, v in labels.items()}
+    return {str(int(v)): str(k) for k, v in labels.items() if not isinstance(v, (list, tuple))} or None
+
+
 def _index_msd(root: Path, opts: IndexOptions, report: Report) -> list[ImageRecord]:
     meta_path = root / "dataset.json"
     try:
@@ -289,6 +304,7 @@ def _index_msd(root: Path, opts: IndexOptions, report: Report) -> list[ImageReco
     mods = meta.get("modality") or meta.get("channel_names") or {}
     frame_modalities = [str(mods[k]) for k in sorted(mods, key=lambda k: int(k))] if isinstance(mods, dict) else []
     declared = _declared_labels(meta.get("labels"))
+    names = _label_names(meta.get("labels"))
     out: list[ImageRecord] = []
     entries: list[tuple[str, str | None, str | None]] = []
     for item in meta.get("training", []):
@@ -309,7 +325,7 @@ def _index_msd(root: Path, opts: IndexOptions, report: Report) -> list[ImageReco
             image, key=key, dataset=name, opts=opts, report=report, label=label, split=split,
             modality=frame_modalities[0] if len(frame_modalities) == 1 else None,
             frame_modalities=frame_modalities if len(frame_modalities) > 1 else None,
-            label_values=declared if label else None,
+            label_values=declared if label else None, label_names=names if label else None,
         ))
     return out
 

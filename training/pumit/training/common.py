@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from pumit.errors import InputError, ModelError, ResourceError
-from pumit.spacing import Spacing, as_spacing, pending_halvings
+from pumit.spacing import Spacing, as_spacing, degree_of_anisotropy
 
 #: The knobs named by the out-of-memory message.
 OOM_HINT = (
@@ -30,15 +30,16 @@ def batch_spacing(spacing: torch.Tensor | Iterable[float]) -> Spacing:
     """One spacing for a whole batch: the element-wise median of ``spacing (B, 3)`` (or a single ``(3,)``).
 
     The networks take one spacing per batch (it decides the SAC depth strides), so every sample must
-    have the same unclipped degree of anisotropy; the DA-bucketed sampler guarantees this. A mixed batch
-    raises :class:`InputError`.
+    have the same degree of anisotropy, clipped at :data:`~pumit.spacing.MAX_BUCKET_DA` as the DA-bucketed
+    sampler groups them (beyond it, e.g. 2D images of different pixel sizes, every stride of a network
+    downsampling up to 32× in-plane is the same). A mixed batch raises :class:`InputError`.
     """
     s = torch.as_tensor(spacing, dtype=torch.float64).detach().cpu()
     if s.ndim == 1:
         return as_spacing(s)
     if s.ndim != 2 or s.shape[1] != 3:
         raise InputError(f"batch spacing must have shape (B, 3), got {tuple(s.shape)}")
-    das = {pending_halvings(row) for row in s}
+    das = {degree_of_anisotropy(row) for row in s}
     if len(das) > 1:
         raise InputError(
             f"a batch mixes degrees of anisotropy {sorted(das)} (spacings {s.tolist()}); batches must be drawn "

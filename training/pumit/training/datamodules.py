@@ -483,7 +483,8 @@ class SegmentationDataModule(_Base):
 
 def dataset_labels(data: str | os.PathLike, records: Sequence[ProcessedRecord]) -> dict[str, str]:
     """Label names ``{"0": "background", ...}``: an MSD ``dataset.json``'s ``labels`` when ``data`` is such a
-    folder, else ``label_N`` for the declared values (background for 0). Values must be ``0..N-1``."""
+    folder, else the names the manifest carries (indexed from such a file), else ``label_N`` for the declared
+    values (background for 0). Values must be ``0..N-1``."""
     names: dict[str, str] = {}
     p = Path(data)
     meta_path = p / "dataset.json" if p.is_dir() else (p if p.name == "dataset.json" else None)
@@ -496,6 +497,10 @@ def dataset_labels(data: str | os.PathLike, records: Sequence[ProcessedRecord]) 
             names = {str(int(k)): str(v) for k, v in labels.items()}
         elif isinstance(labels, dict):  # nnU-Net v2 style {"background": 0, ...}
             names = {str(int(v)): str(k) for k, v in labels.items() if not isinstance(v, list | tuple)}
+    if not names:  # names carried by the manifest (from the indexed dataset.json), when all records agree
+        carried = {json.dumps(r.label_names, sort_keys=True) for r in records if r.label_names}
+        if len(carried) == 1:
+            names = json.loads(carried.pop())
     if not names:
         values: set[int] = set()
         for r in records:

@@ -25,6 +25,7 @@ def test_msd_hippocampus(hippocampus: Path) -> None:
     assert r.dataset == "Hippocampus" and r.modality == "mri" and not r.planar
     assert r.label is not None and Path(r.label).is_file() and "labelsTr" in r.label
     assert r.label_values == [0, 1, 2]
+    assert r.label_names == {"0": "background", "1": "anterior", "2": "posterior"}  # carried for the trainers
     assert r.spacing == (1.0, 1.0, 1.0) and r.shape[0] == 1 and len(r.shape) == 4
     splits = [x.split for x in records]
     assert set(splits) == {"train", "val"}  # MSD has no val split: seeded hash split
@@ -163,3 +164,15 @@ def test_msd_multimodal_4d_gives_one_record_per_channel(tmp_path: Path) -> None:
     second = load_record(records[1])
     np.testing.assert_array_equal(second.image[0], sitk.GetArrayFromImage(ct) + 1000)
     assert second.label is not None and second.label.shape == (73, 47, 73)
+
+
+def test_dicom_with_negative_slice_spacing_is_skipped_and_reported() -> None:
+    """pydicom-data's enhanced CT reads with a slice spacing of -10 mm: never index a wrong geometry."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("eCT_Supplemental.dcm", download=False)
+    if path is None:
+        pytest.skip("pydicom-data's eCT_Supplemental.dcm is not installed")
+    records, report = index_sources([path])
+    assert records == [] and report.n_skipped == 1
+    assert "positive" in str(report.skipped[0]) and "eCT_Supplemental.dcm" in str(report.skipped[0])
