@@ -91,3 +91,21 @@ def test_upsampling_on_single_slice_equals_2d_transposed_conv():
 def test_indivisible_size_is_a_clear_error():
     with pytest.raises(InputError, match=r"\(6, 32, 30\).*divisible by 4"):
         SACDownsample(1, 2, 4)(torch.zeros(1, 1, 6, 32, 30), (1, 1, 1))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (4.0, 1.0, 1.0), (PLANAR_THICKNESS, 1.0, 1.0)])
+def test_patch_embedding_fast_path_equals_conv3d(spacing):
+    """Large non-overlapping downsamplings run as patchify + matmul: same values and gradients as conv3d."""
+    conv = SACDownsample(2, 6, 16)
+    depth = 1 if spacing[0] > 1e4 else 32
+    x = torch.randn(2, 2, depth, 32, 48, requires_grad=True)
+    y, _ = conv(x, spacing)
+    t = 16 if spacing[0] == 1.0 else (4 if spacing[0] == 4.0 else 1)
+    w = conv.weight.unflatten(2, (t, 16 // t)).sum(3)
+    ref = F.conv3d(x, w, conv.bias, stride=(t, 16, 16))
+    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+    g = torch.randn_like(ref)
+    gx, gw = torch.autograd.grad(y, (x, conv.weight), g)
+    rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
+    torch.testing.assert_close(gx, rx, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gw, rw, rtol=1e-4, atol=1e-3)
