@@ -46,7 +46,7 @@ def test_medmnist_npz_official_splits(adrenal_npz: Path) -> None:
     assert counts == {"train": 1188, "val": 98, "test": 298}
     r = records[1188 + 5]  # val item 5
     path, split, index = parse_npz_ref(r.image)
-    assert (Path(path), split, index) == (adrenal_npz, "val", 5)
+    assert (Path(path).resolve(), split, index) == (adrenal_npz.resolve(), "val", 5)
     with np.load(adrenal_npz) as z:
         assert r.target == [int(z["val_labels"][5, 0])]
         item = load_record(r)
