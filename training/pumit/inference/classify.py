@@ -22,13 +22,13 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from pumit.inference.common import cpu_memory_guard, run_task, stage_bounds
+from pumit.inference.common import run_task, stage_bounds
 from pumit.inference.devices import resolve_device
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_file_output
 from pumit.inference.preprocess import pad_to_multiple, prepare_input, read_input
-from pumit.inference.progress import Progress, ProgressLike, Span, as_progress
+from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.spacing import Spacing
 
@@ -125,31 +125,25 @@ def classify(
 ) -> ClassificationResult:
     """Classify the image file or DICOM folder ``input``; write the JSON to ``output`` if given."""
     settings = settings or InferenceSettings()
-    prog, owned = as_progress(progress)
-    try:
+
+    def task(prog: Progress) -> ClassificationResult:
         out = check_file_output(output, (".json",), "-o") if output is not None else None
         check_distinct([("-o", out)], Path(input))
-        with cpu_memory_guard("classifying", _KNOBS):
-            name = model.model_id if isinstance(model, LoadedModel) else model
-            prog.update("load", 0.0, f"loading model {name}")
-            lm = model if isinstance(model, LoadedModel) else load_model(model, "classify", store=store)
-            prog.update("read", stage_bounds("read")[0], f"reading {input}")
-            image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
-            result = _classify(image, lm, settings, prog, str(input))
-            if out is not None:
-                prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
-                with OutputTransaction() as tx:
-                    tx.add_text(json.dumps(result.to_dict(), indent=2) + "\n", out)
-                    tx.commit()
+        name = model.model_id if isinstance(model, LoadedModel) else model
+        prog.update("load", 0.0, f"loading model {name}")
+        lm = model if isinstance(model, LoadedModel) else load_model(model, "classify", store=store)
+        prog.update("read", stage_bounds("read")[0], f"reading {input}")
+        image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
+        result = _classify(image, lm, settings, prog, str(input))
+        if out is not None:
+            prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
+            with OutputTransaction() as tx:
+                tx.add_text(json.dumps(result.to_dict(), indent=2) + "\n", out)
+                tx.commit()
         best = result.predicted
         message = f"{best.name} ({result.probabilities[best.value]:.3f})" + (f"; wrote {out}" if out is not None else "")
         # Without an output file the JSON-lines 'done' event carries the result (stdout holds the progress).
         prog.done(message, **({} if out is not None else {"result": result.to_dict()}))
         return result
-    except BaseException:
-        if owned:
-            prog.close(failed=True)
-        raise
-    finally:
-        if owned:
-            prog.close()
+
+    return run_task(progress, "classifying", _KNOBS, task)

@@ -34,13 +34,13 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import ModelLayout, from_model_layout
-from pumit.inference.common import cpu_memory_guard, psnr, run_task, stage_bounds
+from pumit.inference.common import psnr, run_task, stage_bounds
 from pumit.inference.devices import resolve_device
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_file_output, check_image_output
 from pumit.inference.preprocess import denormalize_channels, pad_to_multiple, prepare_input, read_input, resample_array
-from pumit.inference.progress import Progress, ProgressLike, Span, as_progress
+from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.inference.sliding import aligned_overlap, count_windows, fit_roi, run_sliding_window, smaller_roi
 from pumit.spacing import Spacing
@@ -240,41 +240,35 @@ def reconstruct(
     """Reconstruct ``input`` through ``tokenizer`` and write ``output`` (input units and geometry), plus
     optionally the token map ``tokens``, the ``error_map`` and a ``montage`` PNG; all or nothing."""
     settings = settings or InferenceSettings()
-    prog, owned = as_progress(progress)
-    try:
+
+    def task(prog: Progress) -> ReconstructionResult:
         out = check_image_output(output, "-o")
         tok_path = check_image_output(tokens, "--tokens") if tokens is not None else None
         err_path = check_image_output(error_map, "--error-map") if error_map is not None else None
         png_path = check_file_output(montage, (".png",), "--montage") if montage is not None else None
         check_distinct([("-o", out), ("--tokens", tok_path), ("--error-map", err_path), ("--montage", png_path)], Path(input))
-        with cpu_memory_guard("reconstructing", _KNOBS):
-            name = tokenizer.model_id if isinstance(tokenizer, LoadedModel) else tokenizer
-            prog.update("load", 0.0, f"loading tokenizer {name}")
-            lm = tokenizer if isinstance(tokenizer, LoadedModel) else load_model(tokenizer, "reconstruct", store=store)
-            prog.update("read", stage_bounds("read")[0], f"reading {input}")
-            image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
-            result = _reconstruct(image, lm, settings, tok_path is not None, prog)
-            prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
-            with OutputTransaction() as tx:
-                tx.add_image(result.reconstruction, out)
-                if tok_path is not None and result.tokens is not None:
-                    tx.add_image(result.tokens, tok_path)
-                if err_path is not None:
-                    tx.add_image(result.error, err_path)
-                if png_path is not None:
-                    from pumit.inference.montage import save_montage
+        name = tokenizer.model_id if isinstance(tokenizer, LoadedModel) else tokenizer
+        prog.update("load", 0.0, f"loading tokenizer {name}")
+        lm = tokenizer if isinstance(tokenizer, LoadedModel) else load_model(tokenizer, "reconstruct", store=store)
+        prog.update("read", stage_bounds("read")[0], f"reading {input}")
+        image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
+        result = _reconstruct(image, lm, settings, tok_path is not None, prog)
+        prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
+        with OutputTransaction() as tx:
+            tx.add_image(result.reconstruction, out)
+            if tok_path is not None and result.tokens is not None:
+                tx.add_image(result.tokens, tok_path)
+            if err_path is not None:
+                tx.add_image(result.error, err_path)
+            if png_path is not None:
+                from pumit.inference.montage import save_montage
 
-                    assert result.original is not None and result.reconstructed is not None
-                    tx.add_file(lambda tmp: save_montage(
-                        tmp, result.original, result.reconstructed, result.native_spacing,
-                        title=f"{Path(input).name} · {result.model_id}", psnr_db=result.psnr), png_path)
-                result.outputs = tx.commit()
+                assert result.original is not None and result.reconstructed is not None
+                tx.add_file(lambda tmp: save_montage(
+                    tmp, result.original, result.reconstructed, result.native_spacing,
+                    title=f"{Path(input).name} · {result.model_id}", psnr_db=result.psnr), png_path)
+            result.outputs = tx.commit()
         prog.done(f"wrote {out} (PSNR {result.psnr:.2f} dB)")
         return result
-    except BaseException:
-        if owned:
-            prog.close(failed=True)
-        raise
-    finally:
-        if owned:
-            prog.close()
+
+    return run_task(progress, "reconstructing", _KNOBS, task)

@@ -26,13 +26,13 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import from_model_layout
-from pumit.inference.common import cpu_memory_guard, run_task, stage_bounds
+from pumit.inference.common import run_task, stage_bounds
 from pumit.inference.devices import resolve_device
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_image_output, sidecar_path
 from pumit.inference.preprocess import labels_to_native, prepare_input, read_input, resample_array
-from pumit.inference.progress import Progress, ProgressLike, Span, as_progress
+from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.inference.sliding import count_windows, default_roi, fit_roi, run_sliding_window, smaller_roi
 from pumit.spacing import Spacing
@@ -189,31 +189,25 @@ def segment(
     ``"none"``, a callback ``(stage, fraction, message)`` or a :class:`Progress`.
     """
     settings = settings or InferenceSettings()
-    prog, owned = as_progress(progress)
-    try:
+
+    def task(prog: Progress) -> SegmentationResult:
         out = check_image_output(output, "-o")
         prob_path = check_image_output(probabilities, "--probabilities") if probabilities is not None else None
         side = sidecar_path(out)
         check_distinct([("-o", out), ("sidecar", side), ("--probabilities", prob_path)], Path(input))
-        with cpu_memory_guard("segmenting", _KNOBS):
-            prog.update("load", 0.0, f"loading model {model if not isinstance(model, LoadedModel) else model.model_id}")
-            lm = model if isinstance(model, LoadedModel) else load_model(model, "segment", store=store)
-            prog.update("read", stage_bounds("read")[0], f"reading {input}")
-            image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
-            result = _segment(image, lm, settings, prob_path is not None, prog)
-            prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
-            with OutputTransaction() as tx:
-                tx.add_image(result.labels, out)
-                tx.add_json(result.sidecar(), side)
-                if prob_path is not None and result.probabilities is not None:
-                    tx.add_image(result.probabilities, prob_path)
-                result.outputs = tx.commit()
+        prog.update("load", 0.0, f"loading model {model if not isinstance(model, LoadedModel) else model.model_id}")
+        lm = model if isinstance(model, LoadedModel) else load_model(model, "segment", store=store)
+        prog.update("read", stage_bounds("read")[0], f"reading {input}")
+        image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
+        result = _segment(image, lm, settings, prob_path is not None, prog)
+        prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
+        with OutputTransaction() as tx:
+            tx.add_image(result.labels, out)
+            tx.add_json(result.sidecar(), side)
+            if prob_path is not None and result.probabilities is not None:
+                tx.add_image(result.probabilities, prob_path)
+            result.outputs = tx.commit()
         prog.done(f"wrote {out}")
         return result
-    except BaseException:
-        if owned:
-            prog.close(failed=True)
-        raise
-    finally:
-        if owned:
-            prog.close()
+
+    return run_task(progress, "segmenting", _KNOBS, task)
