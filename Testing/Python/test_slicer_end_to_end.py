@@ -146,3 +146,30 @@ def test_fine_tune_two_annotated_volumes_registers_a_new_version(session, cli, m
     assert modelId in [m["id"] for m in store]
     entry = next(m for m in store if m["id"] == modelId)
     assert set(entry["labels"].values()) >= {"vertebral body", "posterior elements"}
+
+
+def test_real_cli_failing_leaves_scene_unchanged(session, cli, ctVolume):
+    """The real pumit refuses an unknown model (exit code 3): one clear message, nothing added."""
+    ids = session.nodeIds()
+    task = cli.startSegmentation(ctVolume, "no-such-model-v9.9.9")
+    assert task.wait(timeout=300) == TaskState.FAILED
+    assert "no-such-model-v9.9.9" in task.errorMessage and "(exit code 3)" in task.errorMessage
+    assert session.nodeIds() == ids and not task.workDir.exists()
+
+
+def test_real_cli_killed_mid_run_leaves_scene_unchanged(session, cli, models, ctVolume):
+    """The real pumit process dies (SIGKILL from outside, e.g. the out-of-memory killer) while the model runs."""
+    import os
+    import signal
+
+    ids = session.nodeIds()
+    task = cli.startSegmentation(ctVolume, models["segmentation"], device="CPU")
+    events = []
+    task.progressCallbacks.append(events.append)
+    while task.poll() and not any(e.stage == "inference" for e in events):
+        pass
+    assert task.running, "kill while the model runs"
+    os.kill(task.process.pid, signal.SIGKILL)
+    assert task.wait(timeout=60) == TaskState.FAILED
+    assert "(exit code -9)" in task.errorMessage
+    assert session.nodeIds() == ids and not task.workDir.exists()
