@@ -18,7 +18,7 @@ from pumit.data.crops import CropRule, crop_size_for_da
 from pumit.data.dataset import ProcessedDataset, collate_samples
 from pumit.data.manifest import (ImageRecord, ProcessedRecord, npz_ref, parse_npz_ref, read_manifest,
                                  read_processed_manifest, select, write_manifest)
-from pumit.data.modality import MODALITIES, canonical_modality, modality_id
+from pumit.modality import MODALITIES, canonical_modality, modality_id
 from pumit.data.preprocess import foreground_box, preprocess_manifest, preprocess_record, shrink_in_plane
 from pumit.data.report import Report
 from pumit.data.sampler import DABatchSampler

@@ -5,7 +5,7 @@ A sample is a dict:
 * ``"image"``: ``(C, D, H, W)`` float32 tensor in ``[-1, 1]`` (D = slice axis);
 * ``"spacing"``: ``(3,)`` float64 tensor, mm, ``(thickness, in-plane H, in-plane W)``; 2D images have
   thickness :data:`~pumit.spacing.PLANAR_THICKNESS`;
-* ``"modality"``: int id (:data:`pumit.data.modality.MODALITIES`);
+* ``"modality"``: int id (:data:`pumit.modality.MODALITIES`);
 * ``"da"``: int, :func:`pumit.spacing.degree_of_anisotropy` of the spacing;
 * ``"label"`` (segmentation items): ``(D, H, W)`` int64 tensor;
 * ``"target"`` (classification items): ``(K,)`` int64 tensor;
@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from pumit.data.crops import CropRule
 from pumit.data.manifest import ProcessedRecord, read_processed_manifest, select
-from pumit.data.modality import modality_id
+from pumit.modality import modality_id
 from pumit.errors import InputError
 
 CropMode = Literal["random", "center", "none"]

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from pumit.data.load import load_record
 from pumit.data.manifest import (ImageRecord, ProcessedRecord, parse_npz_ref, read_manifest,
                                  read_processed_manifest, write_manifest)
-from pumit.data.modality import default_intensity
+from pumit.modality import default_intensity
 from pumit.data.report import Report
 from pumit.data.validate import LabelError, validate
 from pumit.errors import InputError

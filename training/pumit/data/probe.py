@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from pumit.data.modality import canonical_modality
+from pumit.modality import canonical_modality
 from pumit.errors import InputError
 from pumit.imageio import choose_depth_axis
 from pumit.spacing import PLANAR_THICKNESS, Spacing

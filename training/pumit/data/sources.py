@@ -34,7 +34,7 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from pumit.data.manifest import SPLITS, ImageRecord, npz_ref, parse_npz_ref
-from pumit.data.modality import canonical_modality
+from pumit.modality import canonical_modality
 from pumit.data.probe import ImageInfo, model_geometry, probe, probe_npz
 from pumit.data.report import Report
 from pumit.data.splits import DEFAULT_VAL_FRACTION, hash_split
@@ -93,7 +93,7 @@ def index_sources(
 ) -> tuple[list[ImageRecord], Report]:
     """Index ``sources`` (see the module docstring) into records, with a :class:`~pumit.data.Report`.
 
-    ``modality`` overrides every source's modality (a name of :data:`~pumit.data.modality.MODALITIES` or
+    ``modality`` overrides every source's modality (a name of :data:`~pumit.modality.MODALITIES` or
     an alias); ``intensity`` sets the normalization scheme of every record; ``depth_axis`` (0 = z, 1 = y,
     2 = x of the SimpleITK array) is the official slice axis of every 3D image; ``val_fraction`` and
     ``seed`` define the hash split of sources without an official validation split; ``dataset`` names

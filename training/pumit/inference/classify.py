@@ -83,7 +83,7 @@ def _classify(
     device = resolve_device(settings.device)
     pre = prog.span("preprocess", *stage_bounds("preprocess"))
     pre.begin("normalizing")
-    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, progress=prog)
+    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, modality=settings.modality, progress=prog)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     padded = pad_to_multiple(prep.array, divisor, mode="constant", value=float(prep.array.min()))

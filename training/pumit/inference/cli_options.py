@@ -18,13 +18,17 @@ corrupt checkpoint, model of another task), 4 out of memory after the automatic 
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
-    """``--spacing`` and ``--depth-axis``."""
+    """``--spacing``, ``--depth-axis`` and ``--modality``."""
     g = p.add_argument_group("input")
     g.add_argument("--spacing", nargs="+", type=float, metavar="MM", default=None,
                    help="override the header's voxel spacing, in image axis order X Y [Z] (mm); only what the "
                         "model sees changes, outputs keep the input's geometry")
     g.add_argument("--depth-axis", choices=("auto", "z", "y", "x"), default="auto",
                    help="image axis holding the slices (default auto: the clearly thickest axis, else z)")
+    g.add_argument("--modality", default=None, metavar="NAME",
+                   help="the input's modality (ct, mri, xray, us, pet, photo, ...): selects the intensity "
+                        "normalization of models trained on several modalities (e.g. the tokenizer). Default: "
+                        "the DICOM Modality tag when there is one, else the model's default normalization")
 
 
 def add_device_options(p: argparse.ArgumentParser, *, windows: bool = True, roi_required: bool = False) -> None:
@@ -69,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
         accumulate=getattr(args, "accumulate", "auto"),
         depth_axis=None if args.depth_axis == "auto" else args.depth_axis,
         spacing=tuple(args.spacing) if args.spacing else None,
+        modality=args.modality,
     )
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from pumit.errors import InputError, ModelError
 from pumit.intensity import IntensitySpec
+from pumit.modality import canonical_modality
 from pumit.models import load_pretrained
 
 #: ``task`` → the model types (``config.json`` ``model_type``) accepted for it.
@@ -86,6 +87,16 @@ class InputRequirements:
     spacing_range: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None = None
     normalization: IntensitySpec = field(default_factory=IntensitySpec)
     roi: tuple[int, int, int] | None = None
+    normalization_by_modality: dict[str, IntensitySpec] = field(default_factory=dict)
+
+    def normalization_for(self, modality: str | None) -> IntensitySpec:
+        """The normalization for an input of ``modality`` (a model trained on several modalities records one
+        per modality in ``input.normalization_by_modality``); the model's default otherwise."""
+        if modality:
+            key = canonical_modality(modality)
+            if key in self.normalization_by_modality:
+                return self.normalization_by_modality[key]
+        return self.normalization
 
 
 @dataclass
@@ -251,6 +262,11 @@ def parse_input_requirements(meta: dict[str, Any], model_channels: int) -> Input
         normalization = IntensitySpec.from_dict(norm) if norm else IntensitySpec.for_modality(modality)
     except (TypeError, ValueError) as e:
         raise ModelError(f"model metadata 'input.normalization' is invalid: {e}") from None
+    by_modality = spec.get("normalization_by_modality") or {}
+    try:
+        normalization_by_modality = {canonical_modality(k): IntensitySpec.from_dict(v) for k, v in by_modality.items()}
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ModelError(f"model metadata 'input.normalization_by_modality' is invalid: {e}") from None
     rng = spec.get("spacing_range_mm")
     spacing_range = None
     if rng is not None:
@@ -276,4 +292,5 @@ def parse_input_requirements(meta: dict[str, Any], model_channels: int) -> Input
         spacing_range=spacing_range,  # type: ignore[arg-type]
         normalization=normalization,
         roi=roi,  # type: ignore[arg-type]
+        normalization_by_modality=normalization_by_modality,
     )

@@ -187,6 +187,12 @@ def labels_to_native(labels: np.ndarray, native_shape: tuple[int, int, int]) -> 
     return labels[np.ix_(i, j, k)]
 
 
+def image_modality(image: sitk.Image) -> str | None:
+    """The DICOM Modality tag (0008,0060) of an image read from DICOM, else ``None`` (NIfTI/NRRD do not say)."""
+    key = "0008|0060"
+    return image.GetMetaData(key).strip() or None if image.HasMetaDataKey(key) else None
+
+
 def prepare_input(
     image: sitk.Image,
     requirements: InputRequirements,
@@ -194,6 +200,7 @@ def prepare_input(
     depth_axis: int | None = None,
     spacing: tuple[float, ...] | None = None,
     normalization: IntensitySpec | None = None,
+    modality: str | None = None,
     keep_raw: bool = False,
     progress: Progress | None = None,
 ) -> PreparedInput:
@@ -207,7 +214,7 @@ def prepare_input(
         kind = "a multi-channel (vector/RGB)" if layout.channels > 1 else "a single-channel"
         raise InputError(f"the model expects {requirements.channels} channel(s) per voxel but the input is {kind} image "
                          f"with {layout.channels} component(s); convert it first")
-    spec = normalization or requirements.normalization
+    spec = normalization or requirements.normalization_for(modality or image_modality(image))
     norm = np.empty_like(raw)
     stats: list[IntensityStats] = []
     for c in range(raw.shape[0]):

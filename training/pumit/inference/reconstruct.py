@@ -131,7 +131,7 @@ def _reconstruct(
     device = resolve_device(settings.device)
     pre = prog.span("preprocess", *stage_bounds("preprocess"))
     pre.begin("normalizing")
-    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing,
+    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, modality=settings.modality,
                          keep_raw=True, progress=prog)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)

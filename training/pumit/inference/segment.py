@@ -103,7 +103,7 @@ def _segment(
     device = resolve_device(settings.device)
     pre = prog.span("preprocess", *stage_bounds("preprocess"))
     pre.begin("normalizing")
-    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, progress=prog)
+    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, modality=settings.modality, progress=prog)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     requested = settings.roi or model.inputs.roi or default_roi(spacing, prep.layout.planar)

@@ -23,6 +23,9 @@ class InferenceSettings:
     * ``accumulate``: where the full-volume result lives: ``auto`` | ``device`` | ``cpu``.
     * ``depth_axis``: ``None`` (automatic: the clearly thickest axis, else z) or the numpy axis 0 (z),
       1 (y), 2 (x) of SimpleITK's array to use as the slice axis.
+    * ``modality``: the input's modality (``ct``, ``mri``, ...) for models trained on several modalities with
+      different intensity normalizations; ``None`` = the DICOM Modality tag when there is one, else the
+      model's default normalization.
     * ``spacing``: override of the header's spacing in image axis order ``(x, y[, z])`` mm; it changes
       only what the model sees, outputs keep the input's geometry.
     """
@@ -37,6 +40,7 @@ class InferenceSettings:
     accumulate: str = "auto"
     depth_axis: int | None = None
     spacing: tuple[float, ...] | None = None
+    modality: str | None = None
 
     def __post_init__(self) -> None:
         self.roi = parse_roi(self.roi)

@@ -215,11 +215,26 @@ def data_summary(sources: Sequence[str], records: Sequence[ProcessedRecord]) -> 
 
 
 def common_intensity(records: Sequence[ProcessedRecord]) -> dict[str, Any]:
-    """The intensity spec shared by ``records`` (the first one's, with a warning if they differ)."""
+    """The intensity spec shared by ``records``. When they differ (several modalities), the modality-agnostic
+    ``percentile`` spec, the paper's universal pre-processing; see :func:`intensity_by_modality` for the rest."""
     specs = {json.dumps(r.intensity, sort_keys=True) for r in records}
     if len(specs) > 1:
-        log.warning("items were normalized with different intensity schemes: %s", ", ".join(sorted(specs)))
+        return IntensitySpec(scheme="percentile").to_dict()
     return IntensitySpec.from_dict(records[0].intensity).to_dict()
+
+
+def intensity_by_modality(records: Sequence[ProcessedRecord]) -> dict[str, dict[str, Any]]:
+    """``{modality: spec}`` when ``records`` were normalized with more than one spec (e.g. a tokenizer trained on
+    CT windows and MRI z-scores): inference must normalize each input as its modality was in training.
+    Empty when one spec covers all. A modality seen with several specs keeps its most frequent one."""
+    if len({json.dumps(r.intensity, sort_keys=True) for r in records}) <= 1:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        key = json.dumps(r.intensity, sort_keys=True)
+        counts.setdefault(r.modality, {}).setdefault(key, 0)
+        counts[r.modality][key] += 1
+    return {m: json.loads(max(c, key=c.get)) for m, c in sorted(counts.items())}
 
 
 # ---------------------------------------------------------------------- datasets

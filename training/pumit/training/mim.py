@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pumit.data.modality import MODALITIES
+from pumit.modality import MODALITIES
 from pumit.errors import InputError
 from pumit.models import ModalityDiscriminator, ScaleClassifier, SpadViTMIM, UniversalTokenizer, ViTConfig
 from pumit.models.vit import random_mask, soft_cross_entropy

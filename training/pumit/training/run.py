@@ -299,11 +299,11 @@ def _model_meta(job: str, cfg: dict[str, Any], module: pl.LightningModule, dm: A
                 "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}}
     if job == "mim":
         training["tokenizer"] = cfg.get("tokenizer")
-    intensity = None
+    intensity, by_modality = None, {}
     if dm.records:
-        from pumit.training.datamodules import common_intensity
+        from pumit.training.datamodules import common_intensity, intensity_by_modality
 
-        intensity = common_intensity(dm.records)
+        intensity, by_modality = common_intensity(dm.records), intensity_by_modality(dm.records)
     model = module.model
     if job == "segment":
         from pumit.spacing import is_planar, required_divisor
@@ -328,6 +328,8 @@ def _model_meta(job: str, cfg: dict[str, Any], module: pl.LightningModule, dm: A
         meta["normalization"] = intensity
         meta["input"] = {"channels": int(getattr(model.config, "in_channels", 1)), "normalization": intensity,
                          "crop_tokens": list(cfg.get("crop_tokens", ())), "patch": dm.patch}
+        if by_modality:  # several modalities: `pumit reconstruct --modality` (or the DICOM tag) picks the spec
+            meta["input"]["normalization_by_modality"] = by_modality
     meta["training"] = training
     return meta
 

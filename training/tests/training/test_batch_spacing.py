@@ -29,3 +29,17 @@ def test_label_names_come_from_the_manifest(tmp_path):
     names = {"0": "background", "1": "Anterior", "2": "Posterior"}
     assert dataset_labels(tmp_path / "manifest.jsonl", [_record(names), _record(names)]) == names
     assert dataset_labels(tmp_path / "manifest.jsonl", [_record(None)]) == {"0": "background", "1": "label_1", "2": "label_2"}
+
+
+def test_several_modalities_record_one_normalization_each():
+    from pumit.training.datamodules import common_intensity, intensity_by_modality
+
+    ct = {"scheme": "ct", "window": [-175.0, 250.0], "percentiles": [0.5, 99.5], "clip": 5.0}
+    mri = {"scheme": "zscore", "window": [-175.0, 250.0], "percentiles": [0.5, 99.5], "clip": 5.0}
+    recs = [_record(None), _record(None), _record(None)]
+    recs[0].modality, recs[0].intensity = "ct", ct
+    recs[1].modality, recs[1].intensity = "mri", mri
+    recs[2].modality, recs[2].intensity = "mri", mri
+    assert intensity_by_modality(recs) == {"ct": ct, "mri": mri}
+    assert common_intensity(recs)["scheme"] == "percentile"  # modality-agnostic default, never the first item's
+    assert intensity_by_modality(recs[1:]) == {} and common_intensity(recs[1:])["scheme"] == "zscore"
