@@ -29,7 +29,7 @@ HIPPO_VAL = [l.strip() for l in Path("experiments/data/hippocampus_val.txt").rea
 def items(tmp: Path) -> list[dict]:
     out = []
     for c in HIPPO_VAL:
-        out.append({"name": f"mri_hippocampus_{c[-3:]}", "modality": "MRI (T1, 1 mm)", "seen": False,
+        out.append({"name": f"mri_hippocampus_{c[-3:]}", "modality": "MRI (T1, 1 mm)", "mod": "mri", "seen": False,
                     "path": SHARED / "msd_task04_hippocampus/imagesTr" / f"{c}.nii.gz"})
     npz = np.load(SHARED / "adrenalmnist3d/adrenalmnist3d.npz")
     for i in range(3):
@@ -42,13 +42,13 @@ def items(tmp: Path) -> list[dict]:
                  ("data_store/data/explicit_VR-UN.dcm", "ct_pancreas_pydicom")):
         out.append({"name": n, "modality": "CT 2D (0.5 mm)", "seen": False, "path": SITE / f})
     out += [
-        {"name": "ct_spine_tptbox", "modality": "CT (1.5 mm)", "seen": True, "path": Path("Testing/Data/tptbox/sub-ct_label-22_ct.nii.gz")},
-        {"name": "mri_spine_tptbox", "modality": "MRI T2w (1.5 mm)", "seen": True, "path": Path("Testing/Data/tptbox/sub-mri_label-6_T2w.nii.gz")},
+        {"name": "ct_spine_tptbox", "modality": "CT (1.5 mm)", "mod": "ct", "seen": True, "path": Path("Testing/Data/tptbox/sub-ct_label-22_ct.nii.gz")},
+        {"name": "mri_spine_tptbox", "modality": "MRI T2w (1.5 mm)", "mod": "mri", "seen": True, "path": Path("Testing/Data/tptbox/sub-mri_label-6_T2w.nii.gz")},
         {"name": "xray_chest_cr", "modality": "X-ray (CR)", "seen": True, "path": SITE / "data_store/data/RG1_UNCI.dcm",
          "spacing": (1.0, 1.0)},  # PixelSpacing 0 in the header; the data pipeline also used 1 mm
         {"name": "us_philips", "modality": "ultrasound (grey)", "seen": True,
          "path": SITE / "data_store/data/JPGLosslessP14SV1_1s_1f_8b.dcm"},
-        {"name": "mri_brain_t1_kmeans", "modality": "MRI T1 (2x2x3 mm)", "seen": True,
+        {"name": "mri_brain_t1_kmeans", "modality": "MRI T1 (2x2x3 mm)", "mod": "mri", "seen": True,
          "path": Path("/usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz")},
     ]
     return out
@@ -68,7 +68,8 @@ def main() -> None:
             rows.append({**it, "path": str(it["path"]), "error": "missing"})
             continue
         t0 = time.perf_counter()
-        settings = InferenceSettings(device="cpu", spacing=it.pop("spacing", None))
+        # "mod": the modality for tokenizers with per-modality normalization (DICOM files carry their own tag)
+        settings = InferenceSettings(device="cpu", spacing=it.pop("spacing", None), modality=it.pop("mod", None))
         try:
             r = reconstruct(it["path"], out / "tmp" / f"{it['name']}_recon.nii.gz", a.tokenizer,
                             montage=out / "montages" / f"{it['name']}.png", settings=settings)

@@ -14,6 +14,8 @@ It runs on the CPU in well under a minute.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import argparse
 import json
 import math
@@ -29,7 +31,8 @@ TOKENIZER = "pumit-ref-tokenizer"
 #: Demo images (file names under ``pumit/assets/demo``).
 DEMO_MRI = "hippocampus_004.nii.gz"
 DEMO_MRI_LABEL = "hippocampus_004_label.nii.gz"
-DEMO_RECON = (("spine CT (tptbox)", "spine_ct.nii.gz"), ("spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz"))
+#: (title, file, modality): the modality selects the tokenizer's per-modality intensity normalization
+DEMO_RECON = (("spine CT (tptbox)", "spine_ct.nii.gz", "ct"), ("spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz", "mri"))
 
 _DESCRIPTION = """Run the out-of-the-box demo with the models and images shipped in the package (no download):
 segment the hippocampus in a T1 MRI (MSD Task04 validation case) with the reference segmentation model and
@@ -205,13 +208,13 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
     # 2-3. reconstructions
     recons: list[dict[str, Any]] = []
     summary["reconstruction"] = []
-    for i, (title, fname) in enumerate(DEMO_RECON, start=2):
+    for i, (title, fname, modality) in enumerate(DEMO_RECON, start=2):
         src = _demo_file(fname)
         stem = fname.replace(".nii.gz", "")
         say(f"[{i}/3] reconstructing {fname} with {tok_model.name}")
         t0 = time.perf_counter()
         rec = reconstruct(src, out / f"{stem}_recon.nii.gz", tok_model, error_map=out / f"{stem}_error.nii.gz",
-                          montage=out / f"{stem}_recon.png", settings=settings)
+                          montage=out / f"{stem}_recon.png", settings=replace(settings, modality=modality))
         psnr = float(rec.psnr)
         summary["reconstruction"].append({"input": fname, "title": title, "output": f"{stem}_recon.nii.gz",
                                           "montage": f"{stem}_recon.png", "psnr_db": round(psnr, 3),

@@ -34,7 +34,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_demo_assets_have_licenses():
     demo = ASSETS / "demo"
     lic = (demo / "LICENSE.md").read_text()
-    for f in (demo_cli.DEMO_MRI, demo_cli.DEMO_MRI_LABEL, *(f for _, f in demo_cli.DEMO_RECON)):
+    for f in (demo_cli.DEMO_MRI, demo_cli.DEMO_MRI_LABEL, *(f for _, f, _ in demo_cli.DEMO_RECON)):
         assert (demo / f).is_file(), f
         assert f in lic, f"{f} has no provenance/license entry in assets/demo/LICENSE.md"
     assert "CC BY-SA 4.0" in lic and "Apache-2.0" in lic
