@@ -56,3 +56,12 @@ for arm in scratch pretrained; do $PY experiments/eval_classifier.py runs/ref/cl
 # --- 5. results, plots, shipped models ---------------------------------------------------------------------
 $PY experiments/collect_results.py
 $PY experiments/package_models.py
+
+# tokenizer follow-up, shipped as pumit-ref-tokenizer-v0.2.0 (docs/results.md "Tokenizer follow-up")
+$PY experiments/data/make_stage3_manifest.py
+$PUMIT train tokenizer --config experiments/configs/tokenizer_followup.yaml --data runs/data/pretrain/manifest_stage3.jsonl \
+    --output runs/ref/tokenizer-bal
+$PUMIT train tokenizer --config experiments/configs/tokenizer_followup2.yaml --data runs/data/pretrain/manifest_stage3.jsonl \
+    --base-model runs/ref/tokenizer-bal/model --output runs/ref/tokenizer-bal2
+$PY experiments/eval_reconstruction.py --tokenizer runs/ref/tokenizer-bal2/model --output runs/ref/recon-eval-bal2
+$PY experiments/package_tokenizer_v2.py
