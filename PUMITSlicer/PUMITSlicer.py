@@ -73,7 +73,8 @@ class PUMITSlicerParameterNode:
     device - ``auto`` (GPU if available), ``GPU`` (CUDA) or ``CPU``.
     overlap - sliding-window overlap fraction; swBatch - windows per batch (0: pumit's default).
     fineTuneVolumes / fineTuneSegmentations - the training pairs, same length, matched by position.
-    fineTuneName - name of the fine-tuned model (each run adds a version); modality - dataset.json modality.
+    fineTuneName - name of the fine-tuned model (each run adds a version); modality - the images' modality:
+    dataset.json modality for fine-tuning, and the tokenizer's per-modality intensity normalization for reconstruction.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -377,7 +378,7 @@ class PUMITSlicerLogic(ScriptedLoadableModuleLogic, PUMITLogic):
     def reconstruct(self, parameters: PUMITSlicerParameterNode) -> Task:
         """Reconstruct ``parameters.inputVolume``; on success ``parameters.reconstructedVolume`` is the result."""
         task = self.startReconstruction(parameters.inputVolume, parameters.tokenizerId, device=parameters.device,
-                                        errorMap=parameters.computeErrorMap)
+                                        errorMap=parameters.computeErrorMap, modality=parameters.modality)
         task.finishedCallbacks.append(lambda t: _ifSucceeded(t, lambda: setattr(parameters, "reconstructedVolume", t.result[0])))
         return task
 

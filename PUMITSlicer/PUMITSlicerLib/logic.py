@@ -237,9 +237,12 @@ class PUMITLogic:
 
     # -- reconstruction ------------------------------------------------------------------------------
 
-    def startReconstruction(self, inputVolume, tokenizerId: str, *, device: str = "auto", errorMap: bool = True) -> Task:
+    def startReconstruction(self, inputVolume, tokenizerId: str, *, device: str = "auto", errorMap: bool = True,
+                            modality: str | None = None) -> Task:
         """Reconstruct ``inputVolume`` through tokenizer ``tokenizerId``. On success the task's ``result``
-        is ``(reconstruction, errorMap or None)``: new scalar volumes on the input's grid and transform."""
+        is ``(reconstruction, errorMap or None)``: new scalar volumes on the input's grid and transform.
+        ``modality`` (``CT``, ``MRI``, ``PET``, ``US``; ``other``/None: the tokenizer's default) selects the
+        intensity normalization the tokenizer was trained with for that modality (the exported NRRD cannot say)."""
         self._checkIdle()
         validateVolume(inputVolume)
         tokenizerId = (tokenizerId or "").strip()
@@ -252,6 +255,8 @@ class PUMITLogic:
                      "--device", deviceArg, "--progress", "jsonl"]
         if errorMap:
             arguments += ["--error-map", str(errorOutput)]
+        if modality and modality != "other":
+            arguments += ["--modality", modality.lower()]
 
         def onSuccess(task: Task):
             results = [self._readResult(path, geometry, dims, what) for path, what in

@@ -5,7 +5,7 @@ process (the end-to-end tests use the real CLI):
 
 * ``segment INPUT -o OUT --model M ...``: label 1 ("bright") where the input is above its mean, written
   with the input's exact geometry, plus the ``.labels.json`` sidecar;
-* ``reconstruct INPUT -o OUT --tokenizer T [--error-map E]``: OUT = INPUT + 1, E = |OUT - INPUT|;
+* ``reconstruct INPUT -o OUT --tokenizer T [--error-map E] [--modality M]``: OUT = INPUT + 1, E = |OUT - INPUT|;
 * ``train segment --data D --name N --epochs K``: checks the MSD dataset, prints epoch/Dice lines,
   reports ``N-v1.0.0``.
 
@@ -76,6 +76,7 @@ def main():
         sub.add_argument("-o", dest="output", required=True)
         sub.add_argument("--tokenizer", required=True)
         sub.add_argument("--error-map", dest="error_map")
+        sub.add_argument("--modality")
         sub.add_argument("--device", "--progress", dest="ignored", action="append")
         a = sub.parse_args(args.rest)
         image = sitk.Cast(sitk.ReadImage(a.input), sitk.sitkFloat32)

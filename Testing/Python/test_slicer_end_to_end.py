@@ -173,3 +173,16 @@ def test_real_cli_killed_mid_run_leaves_scene_unchanged(session, cli, models, ct
     assert task.wait(timeout=60) == TaskState.FAILED
     assert "(exit code -9)" in task.errorMessage
     assert session.nodeIds() == ids and not task.workDir.exists()
+
+
+def test_reconstruction_uses_the_selected_modality(session, cli, ctVolume):
+    """The exported NRRD cannot say its modality: the module passes it, so the shipped multi-modality
+    tokenizer normalizes an MRI as MRI was normalized in training (z-score), not with its default."""
+    from pumitslicer_testing import DATA
+
+    mri = session.loadVolume(DATA / "sub-mri_label-6_T2w.nii.gz", "mri")
+    as_mri, _ = finished(cli.startReconstruction(mri, "pumit-ref-tokenizer", device="CPU", errorMap=False, modality="MRI"))
+    as_other, _ = finished(cli.startReconstruction(mri, "pumit-ref-tokenizer", device="CPU", errorMap=False, modality="other"))
+    a, b = slicer.util.arrayFromVolume(as_mri), slicer.util.arrayFromVolume(as_other)
+    assert a.shape == b.shape == slicer.util.arrayFromVolume(mri).shape
+    assert not np.allclose(a, b)
