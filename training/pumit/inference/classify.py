@@ -22,12 +22,11 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from pumit.inference.common import run_task, stage_bounds
-from pumit.inference.devices import resolve_device
+from pumit.inference.common import run_task, stage_bounds, start_preprocess
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_file_output
-from pumit.inference.preprocess import pad_to_multiple, prepare_input, read_input
+from pumit.inference.preprocess import pad_to_multiple, read_input
 from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.spacing import Spacing
@@ -80,10 +79,7 @@ def classify_image(
 def _classify(
     image: sitk.Image, model: LoadedModel, settings: InferenceSettings, prog: Progress, name: str
 ) -> ClassificationResult:
-    device = resolve_device(settings.device)
-    pre = prog.span("preprocess", *stage_bounds("preprocess"))
-    pre.begin("normalizing")
-    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, modality=settings.modality, progress=prog)
+    device, pre, prep = start_preprocess(image, model, settings, prog)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     padded = pad_to_multiple(prep.array, divisor, mode="constant", value=float(prep.array.min()))

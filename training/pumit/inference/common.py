@@ -50,6 +50,23 @@ def run_task(progress: ProgressLike, what: str, knobs: str, task: Callable[[Prog
             prog.close()
 
 
+def start_preprocess(image, model, settings, prog: Progress, *, keep_raw: bool = False):
+    """The first steps every task shares: the device, the ``preprocess`` progress span (begun), and the
+    input prepared for ``model`` with ``settings`` (layout, per-modality normalization, resampling).
+
+    Returns ``(device, span, prepared)`` (:class:`torch.device`, :class:`~pumit.inference.progress.Span`,
+    :class:`~pumit.inference.preprocess.PreparedInput`)."""
+    from pumit.inference.devices import resolve_device
+    from pumit.inference.preprocess import prepare_input
+
+    device = resolve_device(settings.device)
+    span = prog.span("preprocess", *stage_bounds("preprocess"))
+    span.begin("normalizing")
+    prepared = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing,
+                             modality=settings.modality, keep_raw=keep_raw, progress=prog)
+    return device, span, prepared
+
+
 def psnr(reference, estimate) -> float:
     """Peak signal-to-noise ratio in dB with the reference's value range as the peak (``inf`` if equal)."""
     import numpy as np

@@ -34,12 +34,11 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import ModelLayout, from_model_layout
-from pumit.inference.common import psnr, run_task, stage_bounds
-from pumit.inference.devices import resolve_device
+from pumit.inference.common import psnr, run_task, stage_bounds, start_preprocess
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_file_output, check_image_output
-from pumit.inference.preprocess import denormalize_channels, pad_to_multiple, prepare_input, read_input, resample_array
+from pumit.inference.preprocess import denormalize_channels, pad_to_multiple, read_input, resample_array
 from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.inference.sliding import aligned_overlap, count_windows, fit_roi, run_sliding_window, smaller_roi
@@ -128,11 +127,7 @@ def reconstruct_image(
 def _reconstruct(
     image: sitk.Image, model: LoadedModel, settings: InferenceSettings, want_tokens: bool, prog: Progress
 ) -> ReconstructionResult:
-    device = resolve_device(settings.device)
-    pre = prog.span("preprocess", *stage_bounds("preprocess"))
-    pre.begin("normalizing")
-    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, modality=settings.modality,
-                         keep_raw=True, progress=prog)
+    device, pre, prep = start_preprocess(image, model, settings, prog, keep_raw=True)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     padded = pad_to_multiple(prep.array, divisor, mode="edge")

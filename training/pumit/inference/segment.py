@@ -26,12 +26,11 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import from_model_layout
-from pumit.inference.common import run_task, stage_bounds
-from pumit.inference.devices import resolve_device
+from pumit.inference.common import run_task, stage_bounds, start_preprocess
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_image_output, sidecar_path
-from pumit.inference.preprocess import labels_to_native, prepare_input, read_input, resample_array
+from pumit.inference.preprocess import labels_to_native, read_input, resample_array
 from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.inference.sliding import count_windows, default_roi, fit_roi, run_sliding_window, smaller_roi
@@ -100,10 +99,7 @@ def segment_image(
 def _segment(
     image: sitk.Image, model: LoadedModel, settings: InferenceSettings, want_probs: bool, prog: Progress
 ) -> SegmentationResult:
-    device = resolve_device(settings.device)
-    pre = prog.span("preprocess", *stage_bounds("preprocess"))
-    pre.begin("normalizing")
-    prep = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing, modality=settings.modality, progress=prog)
+    device, pre, prep = start_preprocess(image, model, settings, prog)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     requested = settings.roi or model.inputs.roi or default_roi(spacing, prep.layout.planar)
