@@ -123,6 +123,17 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], context: str) -> None:
+    """Load ``state`` into ``model`` requiring every key and shape to match (never drop weights silently);
+    a mismatch raises :class:`ModelError` ``"{context}: ..."`` naming the first offending keys."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ModelError(f"{context}: {str(e).splitlines()[-1].strip()}") from e
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(f"{context}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+
+
 def load_pretrained(
     path: str | os.PathLike,
     expected_type: str | tuple[str, ...] | None = None,
@@ -142,13 +153,6 @@ def load_pretrained(
         state = load_file(str(p / WEIGHTS_NAME if p.is_dir() else p), device=str(map_location))
     except (SafetensorError, OSError) as e:
         raise ModelError(f"cannot read weights of {p}: corrupt or truncated safetensors file ({e})") from e
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise ModelError(f"weights of {p} do not match its {mtype} config: {str(e).splitlines()[-1].strip()}") from e
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(
-            f"weights of {p} do not match its {mtype} config: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
+    load_state_strict(model, state, f"weights of {p} do not match its {mtype} config")
     model.meta = record.get("meta", {})  # type: ignore[attr-defined]
     return model.eval()

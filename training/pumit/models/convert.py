@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from pumit.errors import ModelError
+from pumit.models.checkpoint import load_state_strict
 from pumit.models.vit import SpadViTMIM, ViTConfig
 
 
@@ -123,12 +124,7 @@ def load_pumit_vit(path: str | os.PathLike, in_channels: int = 1, num_heads: int
     state = convert_pumit_vit_state_dict(raw, in_channels)
     if "mim_head.0.weight" not in state:  # backbone-only checkpoint: keep the fresh MIM head
         state.update({f"mim_head.{k}": v for k, v in model.mim_head.state_dict().items()})
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit the inferred ViT config: {str(e).splitlines()[-1].strip()}") from e
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(f"{path}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    load_state_strict(model, state, f"{path}: weights do not fit the inferred ViT config")
     return model
 
 
@@ -181,10 +177,5 @@ def load_pumit_tokenizer(path: str | os.PathLike, in_channels: int = 1):
         bias = last[: -len("weight")] + "bias"
         if bias in raw:
             state[bias] = raw[bias].mean(0, keepdim=True)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit the inferred tokenizer: {str(e).splitlines()[-1].strip()}") from e
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(f"{path}: keys that do not map: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    load_state_strict(model, state, f"{path}: weights do not fit the inferred tokenizer")
     return model
