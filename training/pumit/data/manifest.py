@@ -166,7 +166,9 @@ def write_manifest(path: str | os.PathLike, records: Iterable[ImageRecord | Proc
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def _read_lines(path: str | os.PathLike) -> tuple[Path, list[dict[str, Any]]]:
+def read_jsonl_rows(path: str | os.PathLike, *, require: str | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """The JSON objects of a JSON Lines file (blank and ``#`` lines skipped) and its resolved folder.
+    Raises :class:`~pumit.errors.InputError` naming ``file:line`` for a malformed line or one without ``require``."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"manifest not found: {p}")
@@ -179,21 +181,22 @@ def _read_lines(path: str | os.PathLike) -> tuple[Path, list[dict[str, Any]]]:
                 d = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(f"{p}:{n}: not a JSON object ({e.msg})") from e
-            if not isinstance(d, dict):
-                raise InputError(f"{p}:{n}: each line must be a JSON object")
+            if not isinstance(d, dict) or (require is not None and require not in d):
+                what = f" with an '{require}' path" if require is not None else ""
+                raise InputError(f"{p}:{n}: each line must be a JSON object{what}")
             out.append(d)
     return p.resolve().parent, out
 
 
 def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
     """Read an index manifest; relative paths are resolved against the manifest's folder."""
-    base, rows = _read_lines(path)
+    base, rows = read_jsonl_rows(path)
     return [ImageRecord.from_dict(d, base=base) for d in rows]
 
 
 def read_processed_manifest(path: str | os.PathLike) -> list[ProcessedRecord]:
     """Read a processed manifest (``OUTDIR/manifest.jsonl``); ``.npy`` paths become absolute."""
-    base, rows = _read_lines(path)
+    base, rows = read_jsonl_rows(path)
     if rows and "stats" not in rows[0]:
         raise InputError(f"{path} is an index manifest, not a processed one: run `pumit data preprocess` on it first")
     return [ProcessedRecord.from_dict(d, base=base) for d in rows]

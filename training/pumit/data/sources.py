@@ -33,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from pumit.data.manifest import SPLITS, ImageRecord, npz_ref, parse_npz_ref
+from pumit.data.manifest import SPLITS, ImageRecord, npz_ref, parse_npz_ref, read_jsonl_rows
 from pumit.modality import canonical_modality
 from pumit.data.probe import ImageInfo, model_geometry, probe, probe_npz
 from pumit.data.report import Report
@@ -381,20 +381,8 @@ def _index_npz(path: Path, opts: IndexOptions, report: Report) -> list[ImageReco
 
 
 def _index_jsonl(path: Path, opts: IndexOptions, report: Report) -> list[ImageRecord]:
-    base = path.parent
+    base, rows = read_jsonl_rows(path, require="image")
     out: list[ImageRecord] = []
-    with open(path, encoding="utf-8") as f:
-        rows = []
-        for n, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: not a JSON object ({e.msg})") from e
-            if not isinstance(row, dict) or "image" not in row:
-                raise InputError(f"{path}:{n}: each line must be a JSON object with an 'image' path")
-            rows.append(row)
     for row in rows:
         if parse_npz_ref(row["image"]) is not None:
             raise InputError(f"{path}: npz items cannot be listed by hand; index the .npz file itself")
