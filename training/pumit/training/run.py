@@ -40,13 +40,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pumit.errors import CancelledError, InputError, PumitError
 from pumit.imageio import atomic_write_text
 from pumit.store.paths import user_data_dir
 from pumit.training.callbacks import TRAIN_END, AtomicCheckpointIO, JsonlProgress, ProgressReporter
 from pumit.training.common import is_oom, oom_error
+from pumit.training.loggers import build_loggers
 from pumit.training.export import export_model, next_version, register_model
 
 log = logging.getLogger(__name__)
@@ -256,8 +256,7 @@ def build_trainer(cfg: dict[str, Any], run_dir: Path, module: pl.LightningModule
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     elif progress == "jsonl" and reporter is not None:
         callbacks.append(JsonlProgress(reporter, monitor=monitor))
-    loggers = [CSVLogger(run_dir / "logs", name="csv"), TensorBoardLogger(run_dir / "logs", name="tensorboard",
-                                                                            default_hp_metric=False)]
+    loggers = build_loggers(run_dir / "logs")  # CSV, + TensorBoard when installed
     manual = not module.automatic_optimization
     accelerator = {"cuda": "gpu"}.get(cfg.get("accelerator", "auto"), cfg.get("accelerator", "auto"))
     trainer = pl.Trainer(
