@@ -24,6 +24,7 @@ import vtk
 from vtk.util import numpy_support
 
 from PUMITSlicerLib.errors import PUMITSlicerError
+from PUMITSlicerLib.terminology import resolveTerminology, terminologyLogic
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,6 @@ logger = logging.getLogger(__name__)
 _MULTI_SUFFIXES = (".nii.gz", ".seg.nrrd", ".tar.gz")
 #: Attribute set on result segmentation nodes: the id of the model that produced them.
 MODEL_ID_ATTRIBUTE = "PUMIT.ModelId"
-_TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-_ANATOMICAL_STRUCTURE = "SCT^123037004^Anatomical Structure"
-_ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 #: Colors for label values the sidecar does not describe (RGB 0-255).
 _FALLBACK_COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                     (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
@@ -85,19 +83,10 @@ def readLabelSidecar(path: str | Path) -> tuple[str, list[SegmentLabel]]:
     return str(data.get("model", "")), labels
 
 
-def slicerTerminology(text: str | None) -> str | None:
-    """A Slicer terminology entry for a sidecar's ``terminology``: a full Slicer entry (``~``-separated)
-    is kept; a single code ``SCHEME^VALUE^MEANING`` (e.g. ``SCT^71341001^Femur``) becomes the type of a
-    generic *Anatomical Structure* entry; anything else (free text) is ignored."""
-    if not text:
-        return None
-    if text.count("~") == 6:
-        return text
-    code = text.split("^")
-    if len(code) == 3 and all(part.strip() for part in code):
-        return f"{_TERMINOLOGY_CONTEXT}~{_ANATOMICAL_STRUCTURE}~{text}~^^~{_ANATOMIC_CONTEXT}~^^~^^"
-    logger.info("Ignoring terminology %r: not a Slicer terminology entry nor a SCHEME^VALUE^MEANING code", text)
-    return None
+def slicerTerminology(text: str | None, logic=None) -> str | None:
+    """A Slicer terminology entry for a sidecar's ``terminology``, resolved against the loaded
+    terminologies (see :func:`PUMITSlicerLib.terminology.resolveTerminology`)."""
+    return resolveTerminology(text, logic)
 
 
 def _labelCounts(image: vtk.vtkImageData) -> np.ndarray:
@@ -114,6 +103,7 @@ def buildSegmentation(labelImage: vtk.vtkImageData, ijkToRAS: vtk.vtkMatrix4x4, 
     counts = _labelCounts(labelImage)
     present = [int(v) for v in np.nonzero(counts)[0] if v != 0]
     described = {lb.value: lb for lb in labels}
+    terms = terminologyLogic()
     missing = [lb.name for lb in labels if lb.value not in present]
     if missing:
         logger.info("Labels not found in this image: %s", ", ".join(missing))
@@ -135,7 +125,7 @@ def buildSegmentation(labelImage: vtk.vtkImageData, ijkToRAS: vtk.vtkMatrix4x4, 
         segment.SetName(label.name)
         segment.SetColor(*(c / 255.0 for c in label.color))
         segment.SetLabelValue(value)
-        terminology = slicerTerminology(label.terminology)
+        terminology = slicerTerminology(label.terminology, terms) if label.terminology else None
         if terminology:
             segment.SetTerminology(terminology)
         segment.AddRepresentation(labelmapName, orientedImage)

@@ -19,6 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DATA = REPO / "Testing" / "Data" / "tptbox"
+#: Extracts of Slicer's terminology dictionaries (the slicer-core wheel ships the logic, not the JSON files).
+TERMINOLOGY_DATA = REPO / "Testing" / "Data" / "terminology"
 STANDIN = HERE / "pumit_standin.py"
 # The stand-ins must be on sys.path before the first `import slicer` (it extends its namespace then).
 sys.path.insert(0, str(HERE / "stubs"))
@@ -43,6 +45,9 @@ class SlicerSession:
         self.app.SetColorLogic(self.colors)
         self.volumes = self._logic(slicer.vtkSlicerVolumesLogic(), "Volumes")
         self.segmentations = self._logic(slicer.vtkSlicerSegmentationsModuleLogic(), "Segmentations")
+        self.terminologies = self._logic(slicer.vtkSlicerTerminologiesModuleLogic(), "Terminologies")
+        for path in sorted(TERMINOLOGY_DATA.glob("*.term.json")):
+            assert self.terminologies.LoadTerminologyFromFile(str(path)), path
 
     def _logic(self, logic, name: str):
         logic.SetMRMLApplicationLogic(self.app)
@@ -56,6 +61,7 @@ class SlicerSession:
             volumes=types.SimpleNamespace(logic=lambda: self.volumes),
             segmentations=types.SimpleNamespace(logic=lambda: self.segmentations),
             colors=types.SimpleNamespace(logic=lambda: self.colors),
+            terminologies=types.SimpleNamespace(logic=lambda: self.terminologies),
         )
 
     def nodeIds(self) -> list[str]:

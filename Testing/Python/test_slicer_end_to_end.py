@@ -129,10 +129,19 @@ def test_reconstruction_real_cli(session, cli, models, ctVolume):
 
 
 def test_fine_tune_two_annotated_volumes_registers_a_new_version(session, cli, models):
+    """Pairs added one by one as the Add pair button does (through Slicer's ObservedList semantics), and
+    pumit run as in Slicer's Python, where TensorBoard is not installed (``without_tensorboard.py``)."""
+    import sys
+
+    from pumitslicer_testing import HERE
+    from PUMITSlicerLib.pairs import addPair
+
+    if PUMIT_CLI[1:3] == ["-m", "pumit.cli.main"]:
+        cli.pumitCommand = [sys.executable, str(HERE / "without_tensorboard.py")]
     cases = twoAnnotatedCases(session)
     params = cli.getParameterNode()
-    params.fineTuneVolumes = [v for v, _ in cases]
-    params.fineTuneSegmentations = [s for _, s in cases]
+    for volume, segmentation in cases:
+        addPair(params, volume, segmentation)
     params.modelId, params.fineTuneName, params.fineTuneEpochs, params.device = models["segmentation"], "e2e-spine", 1, "CPU"
     ids = session.nodeIds()
     task = cli.fineTune(params)

@@ -149,25 +149,40 @@ def test_labels_without_description_and_absent_labels(session, ctVolume, tmp_pat
     labels[10:20, 10:20, 10:20] = 1
     labels[30:35, 5:10, 20:30] = 300
     path = writeArrayAsVolume(labels, tmp_path / "l.nrrd", worldIJKToRAS(ctVolume), labelmap=True)
-    described = [SegmentLabel(1, "one", (1, 2, 3), "SCT^421060004^Vertebra"),
+    described = [SegmentLabel(1, "one", (1, 2, 3), "SCT^421060004^Spine"),
                  SegmentLabel(7, "absent", (9, 9, 9))]
     segmentation = importLabelmap(session.scene, readVolume(path, labelmap=True), described, ctVolume)
     s = segmentation.GetSegmentation()
     assert [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())] == ["one", "Label 300"]
-    assert s.GetNthSegment(0).GetTerminology() == (
-        "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~"
-        "SCT^421060004^Vertebra~^^~Anatomic codes - DICOM master list~^^~^^")
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert session.terminologies.DeserializeTerminologyEntry(s.GetNthSegment(0).GetTerminology(), entry)
+    assert entry.GetTerminologyContextName() == "Segmentation category and type - DICOM master list"
+    assert (entry.GetTypeObject().GetCodeValue(), entry.GetTypeObject().GetCodeMeaning()) == ("421060004", "Spine")
     for i, value in enumerate((1, 300)):
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, s.GetNthSegmentID(i), ctVolume) > 0
         assert np.array_equal(mask, labels == value)
 
 
-def test_terminology_forms():
+def test_terminology_codes_resolve_in_the_context_that_holds_them(session):
+    """Hippocampus, femur and spine are in the DICOM master list, not in General Anatomy: the entry names
+    the dictionary and category where Slicer's terminology logic finds the code (was: always General Anatomy)."""
     from PUMITSlicerLib.segmentations import slicerTerminology
+    from PUMITSlicerLib.terminology import DICOM_MASTER, GENERAL_ANATOMY
 
-    full = "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^71341001^Femur~^^~Anatomic codes - DICOM master list~^^~^^"
-    assert slicerTerminology(full) == full
-    assert slicerTerminology("SCT^71341001^Femur") == full
+    terms = session.terminologies
+    for code, context in (("SCT^5300000^Hippocampus", DICOM_MASTER), ("SCT^71341001^Femur", DICOM_MASTER),
+                          ("SCT^421060004^Spine", DICOM_MASTER), ("SCT^10200004^Liver", GENERAL_ANATOMY)):
+        text = slicerTerminology(code)  # the application's logic (slicer.modules.terminologies)
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert text and terms.DeserializeTerminologyEntry(text, entry), code
+        scheme, value, meaning = code.split("^")
+        assert entry.GetTerminologyContextName() == context, code
+        assert entry.GetCategoryObject().GetCodeValue() == "123037004", code
+        got = entry.GetTypeObject()
+        assert (got.GetCodingSchemeDesignator(), got.GetCodeValue(), got.GetCodeMeaning()) == (scheme, value, meaning)
+    full = slicerTerminology("SCT^71341001^Femur")
+    assert slicerTerminology(full) == full, "a full entry is kept"
+    assert slicerTerminology("SCT^99999999^Not a loaded code") is None, "an unknown code is not invented"
     assert slicerTerminology("the femur") is None and slicerTerminology(None) is None
 
 

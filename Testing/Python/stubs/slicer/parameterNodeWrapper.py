@@ -4,6 +4,11 @@ Typed properties stored in a real ``vtkMRMLScriptedModuleNode``: plain values as
 nodes (and lists of nodes) as node references. Supports the types and validators PUMITSlicer uses:
 ``int``, ``float``, ``str``, ``bool``, ``enum.Enum``, ``vtkMRML*Node``, ``list[vtkMRML*Node]``,
 ``Annotated[..., WithinRange | Minimum | Maximum | Choice | Default]``. No GUI binding (needs Qt).
+
+List parameters read back as :class:`ObservedList`, as in Slicer's real wrapper: in-place changes
+(``append``, ``extend``, ``insert``, ``remove``, ``pop``, ``del``, item assignment, ``+=``, ``*=``)
+are saved to the parameter node, assigning a new plain list replaces the value, and ``+`` / ``*``
+raise ``NotImplementedError`` (the real wrapper's documented behaviour).
 """
 
 import enum
@@ -43,6 +48,93 @@ class Choice:
             raise ValueError(f"{value!r} is not one of {self.choices}")
 
 
+class ObservedList:
+    """A list parameter's value: a plain list copy that writes itself back on every in-place change."""
+
+    def __init__(self, parameter, parameterNode, items):
+        self._parameter, self._parameterNode, self._list = parameter, parameterNode, list(items)
+
+    def _save(self):
+        self._parameter.write(self._parameterNode, self._list)
+
+    def __repr__(self):
+        return f"ObservedList({self._list!r})"
+
+    def __eq__(self, other):
+        return self._list == (other._list if isinstance(other, ObservedList) else other)
+
+    def __len__(self):
+        return len(self._list)
+
+    def __iter__(self):
+        return iter(self._list)
+
+    def __contains__(self, item):
+        return item in self._list
+
+    def __getitem__(self, index):
+        return self._list[index]
+
+    def __setitem__(self, index, item):
+        self._list[index] = item
+        self._save()
+
+    def __delitem__(self, index):
+        del self._list[index]
+        self._save()
+
+    def __iadd__(self, other):
+        self._list += other
+        self._save()
+        return self
+
+    def __imul__(self, other):
+        self._list *= other
+        self._save()
+        return self
+
+    def __add__(self, other):
+        raise NotImplementedError("Adding an ObservedList is not supported. However, += is supported.")
+
+    __radd__ = __add__
+
+    def __mul__(self, other):
+        raise NotImplementedError("Multiplying an ObservedList is not supported. However, *= is supported.")
+
+    __rmul__ = __mul__
+
+    def append(self, item):
+        self._list.append(item)
+        self._save()
+
+    def extend(self, items):
+        self._list.extend(items)
+        self._save()
+
+    def insert(self, index, item):
+        self._list.insert(index, item)
+        self._save()
+
+    def remove(self, item):
+        self._list.remove(item)
+        self._save()
+
+    def pop(self, index=-1):
+        item = self._list.pop(index)
+        self._save()
+        return item
+
+    def clear(self):
+        self._list.clear()
+        self._save()
+
+    def index(self, *args):
+        return self._list.index(*args)
+
+    def count(self, item):
+        return self._list.count(item)
+
+
 def _isNodeType(t):
     import slicer
 
@@ -72,7 +164,8 @@ class _Parameter:
 
     def read(self, node):
         if self.isList:
-            return [node.GetNthNodeReference(self.name, i) for i in range(node.GetNumberOfNodeReferences(self.name))]
+            items = [node.GetNthNodeReference(self.name, i) for i in range(node.GetNumberOfNodeReferences(self.name))]
+            return ObservedList(self, node, items)
         if _isNodeType(self.type):
             return node.GetNodeReference(self.name)
         text = node.GetParameter(self.name)
@@ -86,9 +179,10 @@ class _Parameter:
         for validator in self.validators:
             validator.validate(value)
         if self.isList:
+            ids = [self._checkedNode(item).GetID() for item in value]  # a plain list or an ObservedList
             node.RemoveNodeReferenceIDs(self.name)
-            for item in value:
-                node.AddNodeReferenceID(self.name, self._checkedNode(item).GetID())
+            for nodeId in ids:
+                node.AddNodeReferenceID(self.name, nodeId)
         elif _isNodeType(self.type):
             node.SetNodeReferenceID(self.name, self._checkedNode(value).GetID() if value is not None else None)
         elif self.type is bool:
