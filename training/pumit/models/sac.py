@@ -55,6 +55,13 @@ def _patchify_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return y.permute(0, 4, 1, 2, 3)
 
 
+def _check_rank(x: torch.Tensor, what: str) -> None:
+    """SAC layers need a 5D ``(B, C, D, H, W)`` tensor: a 4D one would silently be read as unbatched."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise InputError(f"{what} needs a 5D tensor (B, C, D, H, W), got shape {shape}; add the batch/depth axis")
+
+
 def _check_divisible(x: torch.Tensor, stride: tuple[int, int, int], spacing: Spacing, what: str) -> None:
     for n, s, axis in zip(x.shape[2:], stride, "DHW"):
         if n % s:
@@ -75,11 +82,17 @@ class SACDownsample(nn.Conv3d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.sac_stride = stride
 
-    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, spacing: SpacingLike, *, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Spacing]:
+        """``weight``/``bias`` replace the layer's own (e.g. filters folded for another input convention)."""
+        _check_rank(x, "SAC downsampling")
         s = as_spacing(spacing)
         stride, k = self.sac_stride, self.kernel_size[0]
         t = down_depth_stride(s, stride)
-        weight, pad_d = self.weight, self.padding[0]
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        pad_d = self.padding[0]
         if t != stride:
             weight = _sum_pool_depth(weight, 1 if t == 1 else t)
             pad_d = 0
@@ -87,8 +100,8 @@ class SACDownsample(nn.Conv3d):
         if k == stride:
             _check_divisible(x, (t, stride, stride), s, "SAC downsampling")
             if stride >= _PATCHIFY_MIN_STRIDE:
-                return _patchify_linear(x, weight, self.bias, (t, stride, stride)), out_spacing
-        y = F.conv3d(x, weight, self.bias, stride=(t, stride, stride), padding=(pad_d, self.padding[1], self.padding[2]))
+                return _patchify_linear(x, weight, bias, (t, stride, stride)), out_spacing
+        y = F.conv3d(x, weight, bias, stride=(t, stride, stride), padding=(pad_d, self.padding[1], self.padding[2]))
         return y, out_spacing
 
 
@@ -101,6 +114,7 @@ class SACConv(nn.Conv3d):
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
     def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+        _check_rank(x, "SAC convolution")
         s = as_spacing(spacing)
         if self.kernel_size[0] == 1 or pending_halvings(s) == 0:
             return F.conv3d(x, self.weight, self.bias, padding=self.padding), s
@@ -116,6 +130,7 @@ class SACUpsample(nn.ConvTranspose3d):
         self.sac_stride = stride
 
     def forward(self, x: torch.Tensor, spacing: SpacingLike, target_thickness: float) -> tuple[torch.Tensor, Spacing]:  # type: ignore[override]
+        _check_rank(x, "SAC upsampling")
         s = as_spacing(spacing)
         stride = self.sac_stride
         t = up_depth_stride(s, stride, target_thickness)
@@ -132,6 +147,7 @@ class SACMaxPool(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:
+        _check_rank(x, "SAC max-pooling")
         s = as_spacing(spacing)
         t = down_depth_stride(s, self.stride)
         _check_divisible(x, (t, self.stride, self.stride), s, "SAC max-pooling")
@@ -156,7 +172,7 @@ class SACSequential(nn.ModuleList):
         for layer in self:
             if isinstance(layer, SPATIAL_LAYERS) or hasattr(layer, "forward_spacing"):
                 x, s = layer(x, s)
-            elif isinstance(layer, SACUpsample):
+            elif isinstance(layer, SACUpsample) or hasattr(layer, "forward_upsampling"):
                 if target_thickness is None:
                     raise ValueError("SACSequential with SACUpsample layers needs target_thickness")
                 x, s = layer(x, s, target_thickness)
@@ -170,6 +186,41 @@ class ChannelLayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class _ChannelsLast(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.movedim(1, -1)
+
+
+class _ChannelsFirst(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.movedim(-1, 1)
+
+
+class ChannelLayerNormSeq(nn.Sequential):
+    """The same LayerNorm over channels as :class:`ChannelLayerNorm` written as ``(to channels-last,
+    LayerNorm, back)``, so its parameters are ``1.weight``/``1.bias`` as in the published tokenizer."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__(_ChannelsLast(), nn.LayerNorm(channels, eps=eps), _ChannelsFirst())
+
+
+class SACUpBlock(nn.Module):
+    """Published decoder stage: ``transposed_conv`` (:class:`SACUpsample`) then ``conv`` = (SAC 3³ conv,
+    GroupNorm(8), LeakyReLU); the same computation as ``SACUpsample`` + :class:`SACConvBlock`."""
+
+    forward_upsampling = True
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2, groups: int = 8):
+        super().__init__()
+        self.transposed_conv = SACUpsample(in_channels, out_channels, stride)
+        self.conv = SACSequential([SACConv(out_channels, out_channels), nn.GroupNorm(min(groups, out_channels), out_channels),
+                                   nn.LeakyReLU(inplace=True)])
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike, target_thickness: float) -> tuple[torch.Tensor, Spacing]:
+        y, s = self.transposed_conv(x, spacing, target_thickness)
+        return self.conv(y, s)
 
 
 class SACConvBlock(nn.Module):

@@ -5,6 +5,12 @@ downsamples in-plane by :attr:`UniversalTokenizer.total_stride` (16) and along d
 allows, giving a token grid ``(d, h, w)``. Each token is a categorical distribution ``p`` over a codebook
 of ``K`` embeddings ``E (K, dim)``; the *soft token* embedding is ``p @ E`` (no sampling), which the
 decoder maps back to ``(B, C, D, H, W)`` on the input's grid.
+
+``TokenizerConfig.layout`` selects the module structure: ``"default"`` (our own trained tokenizers:
+LayerNorm + GELU only after the first downsampling) or ``"published"`` (the authors' ``simple``
+tokenizer: LayerNorm + GELU after *every* downsampling, flat ``encoder.N``/``decoder.N`` keys and
+``decoder.N.transposed_conv``/``.conv.M`` upsampling stages), whose state dict is key for key the
+published ``simple-soft.ckpt['model']``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from pumit.errors import InputError
-from pumit.models.sac import ChannelLayerNorm, SACConvBlock, SACDownsample, SACSequential, SACUpsample
-from pumit.spacing import Spacing, SpacingLike, check_volume, required_divisor
+from pumit.models.sac import (
+    ChannelLayerNorm,
+    ChannelLayerNormSeq,
+    SACConv,
+    SACConvBlock,
+    SACDownsample,
+    SACSequential,
+    SACUpBlock,
+    SACUpsample,
+)
+from pumit.spacing import Spacing, SpacingLike, as_spacing, check_volume, required_divisor
+
+#: ``TokenizerConfig.layout`` values.
+TOKENIZER_LAYOUTS = ("default", "published")
 
 
 @dataclass
@@ -33,12 +51,17 @@ class TokenizerConfig:
     num_blocks: int = 2
     codebook_size: int = 1024
     temperature: float = 1.0
+    layout: str = "default"
 
     PRESETS = {
         "base": dict(channels=(128, 256, 512), codebook_size=1024),
         "small": dict(channels=(64, 128, 256), codebook_size=512),
         "tiny": dict(channels=(16, 32, 64), codebook_size=256),
     }
+
+    def __post_init__(self) -> None:
+        if self.layout not in TOKENIZER_LAYOUTS:
+            raise InputError(f"tokenizer layout must be one of {', '.join(TOKENIZER_LAYOUTS)}, got {self.layout!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TokenizerConfig:
@@ -143,17 +166,10 @@ class UniversalTokenizer(nn.Module):
     def __init__(self, config: TokenizerConfig | None = None):
         super().__init__()
         self.config = config = config or TokenizerConfig()
-        c = config.channels
-        enc: list[nn.Module] = [SACDownsample(config.in_channels, c[0], config.first_stride), ChannelLayerNorm(c[0]), nn.GELU()]
-        # as published: the further 2³/s2 downsamplings follow each other directly (keys encoder.3, encoder.4, ...)
-        enc += [SACDownsample(a, b, 2) for a, b in zip(c[:-1], c[1:])]
-        enc += [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
+        build = _published_layers if config.layout == "published" else _default_layers
+        enc, dec = build(config)
         self.encoder = SACSequential(enc)
-        self.quantize = SoftQuantizer(c[-1], config.codebook_size, config.temperature)
-        dec: list[nn.Module] = [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
-        for a, b in zip(c[::-1][:-1], c[::-1][1:]):
-            dec += [SACUpsample(a, b, 2), SACConvBlock(b, b)]
-        dec += [SACUpsample(c[0], config.in_channels, config.first_stride)]
+        self.quantize = SoftQuantizer(config.channels[-1], config.codebook_size, config.temperature)
         self.decoder = SACSequential(dec)
 
     @property
@@ -187,9 +203,20 @@ class UniversalTokenizer(nn.Module):
         return probs, logits, ts
 
     def decode(self, probs: torch.Tensor, token_spacing: SpacingLike, output_spacing: SpacingLike) -> torch.Tensor:
-        """Reconstruct ``(B, C, D, H, W)`` at ``output_spacing`` from token distributions ``(B, d, h, w, K)``."""
-        out_thickness = float(torch.as_tensor(output_spacing, dtype=torch.float64)[0])
-        x, _ = self.decoder(self.quantize.embed(probs), token_spacing, target_thickness=out_thickness)
+        """Reconstruct ``(B, C, D, H, W)`` at ``output_spacing`` from token distributions ``(B, d, h, w, K)``.
+
+        Raises :class:`InputError` for ``probs`` of another rank or codebook size, or a spacing that is not
+        3 positive finite numbers (mm)."""
+        if not isinstance(probs, torch.Tensor) or probs.ndim != 5:
+            shape = tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__
+            raise InputError(f"token distributions must have shape (B, d, h, w, K), got {shape}")
+        if probs.shape[-1] != self.codebook_size:
+            raise InputError(f"token distributions have {probs.shape[-1]} codes, this tokenizer's codebook has {self.codebook_size}")
+        if any(n == 0 for n in probs.shape):
+            raise InputError(f"token distributions have an empty axis: shape {tuple(probs.shape)}")
+        ts = as_spacing(token_spacing, name="token spacing")
+        out = as_spacing(output_spacing, name="output spacing")
+        x, _ = self.decoder(self.quantize.embed(probs), ts, target_thickness=out[0])
         return x
 
     def forward(self, x: torch.Tensor, spacing: SpacingLike) -> TokenizerOutput:
@@ -198,3 +225,37 @@ class UniversalTokenizer(nn.Module):
         z_q, probs, logits = self.quantize(z)
         recon, _ = self.decoder(z_q, ts, target_thickness=s[0])
         return TokenizerOutput(recon, probs, logits, ts)
+
+
+def _default_layers(config: TokenizerConfig) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Our own layout: LayerNorm + GELU after the first downsampling only; conv blocks as modules."""
+    c = config.channels
+    enc: list[nn.Module] = [SACDownsample(config.in_channels, c[0], config.first_stride), ChannelLayerNorm(c[0]), nn.GELU()]
+    enc += [SACDownsample(a, b, 2) for a, b in zip(c[:-1], c[1:])]
+    enc += [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
+    dec: list[nn.Module] = [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
+    for a, b in zip(c[::-1][:-1], c[::-1][1:]):
+        dec += [SACUpsample(a, b, 2), SACConvBlock(b, b)]
+    dec += [SACUpsample(c[0], config.in_channels, config.first_stride)]
+    return enc, dec
+
+
+def _conv_norm_act(channels: int) -> list[nn.Module]:
+    return [SACConv(channels, channels), nn.GroupNorm(min(8, channels), channels), nn.LeakyReLU(inplace=True)]
+
+
+def _published_layers(config: TokenizerConfig) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The published ``simple`` layout: (down, LayerNorm, GELU) per level, flat (3³ conv, GroupNorm,
+    LeakyReLU) blocks, decoder stages ``transposed_conv`` + ``conv`` (:class:`SACUpBlock`)."""
+    c = config.channels
+    enc: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip((config.in_channels, *c[:-1]), c)):
+        enc += [SACDownsample(a, b, config.first_stride if i == 0 else 2), ChannelLayerNormSeq(b), nn.GELU()]
+    for _ in range(config.num_blocks):
+        enc += _conv_norm_act(c[-1])
+    dec: list[nn.Module] = []
+    for _ in range(config.num_blocks):
+        dec += _conv_norm_act(c[-1])
+    dec += [SACUpBlock(a, b, 2) for a, b in zip(c[::-1][:-1], c[::-1][1:])]
+    dec += [SACUpsample(c[0], config.in_channels, config.first_stride)]
+    return enc, dec

@@ -9,6 +9,19 @@ Block (EVA-02): pre-LayerNorm attention (q/k/v without bias plus learned ``q_bia
 patch tokens, :func:`torch.nn.functional.scaled_dot_product_attention`) and a SwiGLU MLP with a
 sub-LayerNorm (``ffn_ln``) before its output projection. Parameter names follow the published PUMIT
 checkpoints so that :mod:`pumit.models.convert` is a near-identity.
+
+Three config fields select between our own defaults and the published ``pumit-b.ckpt`` behaviour
+(:data:`pumit.models.published.PUMIT_VIT_B`):
+
+* ``norm_eps`` — eps of every LayerNorm (ours 1e-6; published: PyTorch's default 1e-5).
+* ``pos_embed_rule`` — how the learned pos-embed ``(1, C, *abs_pos_grid)`` is resampled to the token
+  grid: ``"trilinear"`` (ours) or ``"area_trilinear"`` (published: area-average the axes that shrink,
+  then trilinear for the axes that grow), see :func:`resample_pos_embed`.
+* ``input_convention`` — what the patch-embedding weights were trained on. The model's *input* is
+  always pumit's convention, ``in_channels`` channels in ``[-1, 1]``; with ``"imagenet"`` the weights
+  have 3 RGB input channels trained on ImageNet-normalised RGB (grey ``x ∈ [0, 1]`` replicated), and
+  the model maps its ``[-1, 1]`` input onto that exactly by folding the affine map into the patch
+  embedding (:func:`imagenet_folded_patch_embed`). ``"signed"`` (ours) feeds the input as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +46,13 @@ from pumit.models.rope import (
 from pumit.models.sac import SACDownsample
 from pumit.spacing import Spacing, SpacingLike, check_volume, down_depth_stride
 
+#: ``ViTConfig.pos_embed_rule`` values (see :func:`resample_pos_embed`).
+POS_EMBED_RULES = ("trilinear", "area_trilinear")
+#: ``ViTConfig.input_convention`` values (see the module docstring).
+INPUT_CONVENTIONS = ("signed", "imagenet")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass
 class ViTConfig:
@@ -50,6 +70,9 @@ class ViTConfig:
     abs_pos_grid: tuple[int, int, int] | None = (5, 10, 10)
     drop_path: float = 0.0
     grad_checkpointing: bool = False
+    norm_eps: float = 1e-6
+    pos_embed_rule: str = "trilinear"
+    input_convention: str = "signed"
 
     PRESETS = {
         "tiny": dict(embed_dim=192, depth=12, num_heads=3),
@@ -65,6 +88,14 @@ class ViTConfig:
             raise InputError(f"patch_size must be a power of 2, got {self.patch_size}")
         if self.abs_pos_grid is not None:
             self.abs_pos_grid = tuple(int(v) for v in self.abs_pos_grid)  # type: ignore[assignment]
+        if self.pos_embed_rule not in POS_EMBED_RULES:
+            raise InputError(f"pos_embed_rule must be one of {', '.join(POS_EMBED_RULES)}, got {self.pos_embed_rule!r}")
+        if self.input_convention not in INPUT_CONVENTIONS:
+            raise InputError(f"input_convention must be one of {', '.join(INPUT_CONVENTIONS)}, got {self.input_convention!r}")
+        if self.input_convention == "imagenet" and self.in_channels not in (1, 3):
+            raise InputError(f"an 'imagenet' input convention model takes 1 (grey) or 3 (RGB) channels, not {self.in_channels}")
+        if not self.norm_eps > 0:
+            raise InputError(f"norm_eps must be positive, got {self.norm_eps}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ViTConfig:
@@ -80,6 +111,11 @@ class ViTConfig:
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
 
+    @property
+    def embed_in_channels(self) -> int:
+        """Input channels of the patch-embedding weight: 3 (RGB) for ``input_convention='imagenet'``."""
+        return 3 if self.input_convention == "imagenet" else self.in_channels
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["abs_pos_grid"] = list(self.abs_pos_grid) if self.abs_pos_grid else None
@@ -88,6 +124,42 @@ class ViTConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
         return cls(**d)
+
+
+def resample_pos_embed(pos: torch.Tensor, grid: tuple[int, int, int], rule: str = "trilinear") -> torch.Tensor:
+    """Resample a pos-embed ``(1, C, d0, h0, w0)`` to the token grid ``(d, h, w)``.
+
+    ``"trilinear"``: one trilinear interpolation (``align_corners=False``). ``"area_trilinear"`` (published):
+    first area-average (``mode='area'``) to ``min(stored, grid)`` per axis, then trilinear to ``grid`` for
+    the axes that grow; a 2D image (``d = 1``) thus gets the mean over the stored depth, not its middle.
+    """
+    grid = tuple(int(v) for v in grid)  # type: ignore[assignment]
+    if rule == "trilinear":
+        return F.interpolate(pos, size=grid, mode="trilinear", align_corners=False)
+    if rule != "area_trilinear":
+        raise InputError(f"unknown pos_embed_rule {rule!r}; choose one of {', '.join(POS_EMBED_RULES)}")
+    down = tuple(min(a, b) for a, b in zip(pos.shape[2:], grid))
+    if down != tuple(pos.shape[2:]):
+        pos = F.interpolate(pos, size=down, mode="area")
+    if down != grid:
+        pos = F.interpolate(pos, size=grid, mode="trilinear", align_corners=False)
+    return pos
+
+
+def imagenet_folded_patch_embed(weight: torch.Tensor, bias: torch.Tensor | None, in_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch-embedding ``(weight (O, 3, k, k, k), bias (O,))`` trained on ImageNet-normalised RGB → the
+    equivalent filters for pumit inputs ``y ∈ [-1, 1]`` with ``in_channels`` 1 (grey) or 3 (RGB).
+
+    With ``x = (y + 1) / 2`` and ``x_c = (x − mean_c) / std_c``: ``W'_c = W_c / (2 std_c)`` (summed over
+    ``c`` for grey) and ``b' = b + Σ_c (0.5 − mean_c) / std_c · ΣW_c`` (sum over the kernel). Exact for a
+    convolution without padding (the patch embedding), also after SAC's depth sum-pooling.
+    """
+    std = weight.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+    mean = weight.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+    w = weight / (2 * std)
+    b = (weight * ((0.5 - mean) / std)).sum((1, 2, 3, 4))
+    b = b if bias is None else bias + b
+    return (w.sum(1, keepdim=True) if in_channels == 1 else w), b
 
 
 class Attention(nn.Module):
@@ -124,11 +196,11 @@ class Attention(nn.Module):
 class SwiGLU(nn.Module):
     """``w3(ffn_ln(silu(w1 x) · w2 x))`` (EVA-02 MLP with sub-LN)."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, eps: float = 1e-6):
         super().__init__()
         self.w1 = nn.Linear(dim, hidden)
         self.w2 = nn.Linear(dim, hidden)
-        self.ffn_ln = nn.LayerNorm(hidden, eps=1e-6)
+        self.ffn_ln = nn.LayerNorm(hidden, eps=eps)
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,12 +224,12 @@ class DropPath(nn.Module):
 class Block(nn.Module):
     """EVA-02 transformer block."""
 
-    def __init__(self, dim: int, num_heads: int, hidden: int, drop_path: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, hidden: int, drop_path: float = 0.0, eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = SwiGLU(dim, hidden)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = SwiGLU(dim, hidden, eps)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -175,14 +247,14 @@ class SpadViT(nn.Module):
         self.config = cfg = config or ViTConfig()
         c = cfg.embed_dim
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = SACDownsample(cfg.in_channels, c, cfg.patch_size)
+        self.patch_embed.proj = SACDownsample(cfg.embed_in_channels, c, cfg.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, c))
         self.pos_embed = nn.Parameter(torch.zeros(1, c, *cfg.abs_pos_grid)) if cfg.abs_pos_grid else None
         self.rope = AdditiveRoPE3D(cfg.head_dim, cfg.rope_base, cfg.rope_z_base)
         dpr = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
-        self.blocks = nn.ModuleList(Block(c, cfg.num_heads, cfg.hidden, dpr[i]) for i in range(cfg.depth))
-        self.norm = nn.LayerNorm(c, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(c, cfg.num_heads, cfg.hidden, dpr[i], cfg.norm_eps) for i in range(cfg.depth))
+        self.norm = nn.LayerNorm(c, eps=cfg.norm_eps)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -224,9 +296,14 @@ class SpadViT(nn.Module):
         if x.shape[1] != self.config.in_channels:
             raise InputError(f"model expects {self.config.in_channels} channel(s), got input shape {tuple(x.shape)}")
         grid, _ = self.token_grid(tuple(x.shape[2:]), s)
-        feat, ts = self.patch_embed.proj(x, s)
+        proj = self.patch_embed.proj
+        if self.config.input_convention == "imagenet":
+            weight, bias = imagenet_folded_patch_embed(proj.weight, proj.bias, self.config.in_channels)
+            feat, ts = proj(x, s, weight=weight, bias=bias)
+        else:
+            feat, ts = proj(x, s)
         if self.pos_embed is not None:
-            pos = F.interpolate(self.pos_embed.float(), size=grid, mode="trilinear", align_corners=False).to(feat.dtype)
+            pos = resample_pos_embed(self.pos_embed.float(), grid, self.config.pos_embed_rule).to(feat.dtype)
             feat = feat + pos
         tokens = feat.flatten(2).transpose(1, 2)
         if mask is not None:

@@ -104,7 +104,7 @@ def test_published_vit_checkpoint_loads_strictly(tmp_path):
     sd = published_vit_state()
     ckpt = tmp_path / "pumit-b.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}, "global_step": 300000}, ckpt)
-    model = load_pumit_vit(ckpt)
+    model = load_pumit_vit(ckpt, input_convention="signed")  # the authors' fine-tuning convention: channel-sum fold
     cfg = model.config
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.hidden, cfg.codebook_size, cfg.abs_pos_grid) == (768, 2, 12, 2048, 1024, (5, 10, 10))
     torch.testing.assert_close(model.vit.blocks[1].attn.q_bias, sd["blocks.1.attn.q_bias"])
@@ -144,12 +144,13 @@ def test_inflate_pos_embed_to_3d_grid():
 
 
 def test_published_tokenizer_checkpoint_loads(tmp_path):
-    """A Fabric dict with the published key names (encoder.0 [C, 3, 4, 4, 4], quantize.proj/embedding)."""
-    rgb = UniversalTokenizer(TokenizerConfig(in_channels=3, channels=(16, 32, 64), codebook_size=128))
+    """A Fabric dict with the published layout (encoder.0 [C, 3, 4, 4, 4], LayerNorm after every downsampling)."""
+    rgb = UniversalTokenizer(TokenizerConfig(in_channels=3, channels=(16, 32, 64), codebook_size=128, layout="published")).eval()
     state = rgb.state_dict()
     assert state["encoder.0.weight"].shape == (16, 3, 4, 4, 4) and state["quantize.proj.weight"].shape == (128, 64)
+    assert "encoder.4.1.weight" in state and "decoder.6.transposed_conv.weight" in state
     torch.save({"model": state, "discriminator": {}, "step": 10}, tmp_path / "simple-soft.ckpt")
-    tok = load_pumit_tokenizer(tmp_path / "simple-soft.ckpt")
+    tok = load_pumit_tokenizer(tmp_path / "simple-soft.ckpt").eval()
     assert tok.config.channels == (16, 32, 64) and tok.codebook_size == 128 and tok.config.in_channels == 1
     torch.testing.assert_close(tok.quantize.embedding.weight, state["quantize.embedding.weight"])
     x = torch.rand(1, 1, 16, 32, 32) * 2 - 1
