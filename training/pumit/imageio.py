@@ -1,10 +1,12 @@
 """Reading and writing medical images with their full geometry (SimpleITK), and the mapping between
 an image's voxel grid and the model's ``(D, H, W)`` layout.
 
-Geometry is never resampled here. :func:`to_model_layout` only *transposes* array axes so that the
-slice axis comes first, and :func:`from_model_layout` transposes back and copies origin, spacing and
-direction from the reference image, so an output is on exactly the input's grid (LPS physical space,
-as ITK defines it; RAS files such as NIfTI are converted by ITK on read and back on write).
+Geometry is never resampled here. :func:`to_model_layout` only *transposes and reverses* array axes so
+that the slice axis comes first and the array has one canonical anatomical orientation
+(:data:`CANONICAL_ORIENTATION`, from the direction matrix), and :func:`from_model_layout` undoes both and
+copies origin, spacing and direction from the reference image, so an output is on exactly the input's
+grid (LPS physical space, as ITK defines it; RAS files such as NIfTI are converted by ITK on read and
+back on write).
 
 Supported inputs: any file SimpleITK reads (NIfTI ``.nii/.nii.gz``, NRRD ``.nrrd/.nhdr``, MetaImage
 ``.mha/.mhd``, single DICOM files, PNG/JPEG/BMP/TIFF) and DICOM series folders.
@@ -12,12 +14,13 @@ Supported inputs: any file SimpleITK reads (NIfTI ``.nii/.nii.gz``, NRRD ``.nrrd
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import re
 
 import numpy as np
 import SimpleITK as sitk
@@ -106,38 +109,110 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
     return p
 
 
+#: The canonical anatomical orientation of the model's ``(D, H, W)`` array (``meta.input.orientation``):
+#: with the slice axis at its natural place, ``D`` increases towards the patient's Superior, ``H`` towards
+#: Anterior and ``W`` towards Right: NumPy ``(z, y, x)`` of an image stored in RAS voxel order (NIfTI's
+#: ``as_closest_canonical``; ITK direction ``diag(-1, -1, 1)`` in LPS).
+CANONICAL_ORIENTATION = "RAS"
+#: ``meta.input.orientation`` of a model that sees the voxels in their stored order (no canonicalisation).
+VOXEL_ORIENTATION = "voxel"
+ORIENTATIONS = (CANONICAL_ORIENTATION, VOXEL_ORIENTATION)
+
+#: Physical LPS axes (0 = x L/R, 1 = y P/A, 2 = z I/S) in canonical model order, and the LPS sign each
+#: canonical model axis increases along (+S = +z, +A = -y, +R = -x).
+_CANONICAL_ORDER = (2, 1, 0)
+_CANONICAL_SIGN = {2: 1.0, 1: -1.0, 0: -1.0}
+
+
 @dataclass(frozen=True)
 class ModelLayout:
     """How an image's voxel array maps to the model's ``(D, H, W)`` array.
 
     ``perm`` gives, for model axes ``(D, H, W)``, the axis of SimpleITK's numpy array ``(z, y, x)``
-    it came from. ``spacing`` is the model-order spacing in mm; for 2D images the thickness is
-    :data:`~pumit.spacing.PLANAR_THICKNESS`. ``channels`` is the number of components per voxel.
+    it came from; ``flip`` says, per model axis, whether it is reversed after the transpose (to reach
+    the canonical orientation, see :data:`CANONICAL_ORIENTATION`). ``spacing`` is the model-order
+    spacing in mm; for 2D images the thickness is :data:`~pumit.spacing.PLANAR_THICKNESS`.
+    ``channels`` is the number of components per voxel. Axes are only transposed and reversed, never
+    resampled.
     """
 
     perm: tuple[int, int, int]
     spacing: Spacing
     channels: int
     planar: bool
+    flip: tuple[bool, bool, bool] = (False, False, False)
+    orientation: str = CANONICAL_ORIENTATION
 
 
-def choose_depth_axis(spacing_zyx: tuple[float, float, float], *, anisotropy_tol: float = 1.1) -> int:
+def choose_depth_axis(spacing_zyx: tuple[float, float, float], *, anisotropy_tol: float = 1.1,
+                      fallback: int = 0) -> int:
     """Pick the slice axis among numpy axes ``(z, y, x)``: the axis with clearly the largest spacing
-    (more than ``anisotropy_tol`` times the others), else the image's own slice axis ``z`` (0)."""
+    (more than ``anisotropy_tol`` times the others), else ``fallback`` (the image's own slice axis ``z``
+    by default; :func:`plan_layout` passes the axis closest to Superior-Inferior)."""
     s = np.asarray(spacing_zyx, dtype=float)
     k = int(np.argmax(s))
     others = np.delete(s, k)
     if s[k] > anisotropy_tol * others.max():
         return k
-    return 0
+    return fallback
 
 
-def to_model_layout(image: sitk.Image, *, depth_axis: int | None = None) -> tuple[np.ndarray, ModelLayout]:
+def anatomical_axes(direction: Sequence[float] | np.ndarray) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """For numpy axes ``(z, y, x)`` of a 3D image with ITK ``direction`` (row-major 3x3, LPS): the
+    physical axis each one runs along (0 = L/R, 1 = P/A, 2 = I/S) and its sign in LPS.
+
+    An oblique image gets the assignment of voxel axes to physical axes with the largest total
+    ``|cos|`` (a permutation, so two voxel axes never claim the same physical axis)."""
+    d = np.asarray(direction, dtype=float).reshape(3, 3)  # column i: physical direction of index axis i
+    best = max(itertools.permutations(range(3)), key=lambda p: sum(abs(d[p[i], i]) for i in range(3)))
+    phys = tuple(best[2 - a] for a in range(3))  # numpy axis a is index axis 2 - a
+    sign = tuple(1.0 if d[best[2 - a], 2 - a] >= 0 else -1.0 for a in range(3))
+    return phys, sign  # type: ignore[return-value]
+
+
+def plan_layout(
+    direction: Sequence[float] | np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    *,
+    depth_axis: int | None = None,
+    orientation: str = CANONICAL_ORIENTATION,
+    planar: bool = False,
+) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
+    """``(perm, flip)`` of :class:`ModelLayout` for a 3D image (the one place the layout is decided).
+
+    Depth: ``depth_axis`` (numpy axis) if given, else the axis with clearly the largest spacing
+    (:func:`choose_depth_axis`), else (near-isotropic) the axis closest to Superior-Inferior for the
+    canonical orientation, numpy ``z`` for ``"voxel"``. Canonical: the two other axes follow in the
+    order S-I, A-P, R-L and every axis is reversed where needed to run towards S, A, R — so all 48
+    axis orders/flips of the same anatomy give the same array. ``"voxel"`` keeps the stored order.
+    Planar images (``D = 1``) keep their pixel order.
+    """
+    if orientation not in ORIENTATIONS:
+        raise InputError(f"unknown orientation {orientation!r}; expected one of {', '.join(ORIENTATIONS)}")
+    if depth_axis is not None and depth_axis not in (0, 1, 2):
+        raise InputError(f"depth_axis must be 0 (z), 1 (y) or 2 (x), got {depth_axis}")
+    if planar or orientation == VOXEL_ORIENTATION:
+        k = depth_axis if depth_axis is not None else (0 if planar else choose_depth_axis(spacing_zyx))
+        return (k,) + tuple(a for a in (0, 1, 2) if a != k), (False, False, False)  # type: ignore[return-value]
+    phys, sign = anatomical_axes(direction)
+    if depth_axis is None:
+        depth_axis = choose_depth_axis(spacing_zyx, fallback=phys.index(2))
+    rank = {p: i for i, p in enumerate(_CANONICAL_ORDER)}
+    rest = sorted((a for a in (0, 1, 2) if a != depth_axis), key=lambda a: rank[phys[a]])
+    perm = (depth_axis, rest[0], rest[1])
+    flip = tuple(sign[a] != _CANONICAL_SIGN[phys[a]] for a in perm)
+    return perm, flip  # type: ignore[return-value]
+
+
+def to_model_layout(image: sitk.Image, *, depth_axis: int | None = None,
+                    orientation: str = CANONICAL_ORIENTATION) -> tuple[np.ndarray, ModelLayout]:
     """Convert an image to a ``(C, D, H, W)`` float32 array in model layout, and the layout to undo it.
 
-    ``depth_axis`` (numpy axis 0=z, 1=y, 2=x of the image) overrides the automatic choice of
-    :func:`choose_depth_axis`. 2D images become ``D = 1`` with planar thickness. Raises
-    :class:`~pumit.errors.InputError` for 4D images and NaN/Inf voxels.
+    The axes are transposed (slice axis first) and reversed to the canonical anatomical orientation
+    (:func:`plan_layout`; ``orientation="voxel"`` keeps the stored voxel order) — never resampled.
+    ``depth_axis`` (numpy axis 0=z, 1=y, 2=x of the image) overrides the automatic choice. 2D images
+    become ``D = 1`` with planar thickness. Raises :class:`~pumit.errors.InputError` for 4D images and
+    NaN/Inf voxels.
     """
     dim = image.GetDimension()
     if dim not in (2, 3):
@@ -160,23 +235,28 @@ def to_model_layout(image: sitk.Image, *, depth_axis: int | None = None) -> tupl
             planar = True
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError("image contains NaN or infinite voxel values; clean or mask them first")
-    if depth_axis is None:
-        depth_axis = 0 if planar else choose_depth_axis(spacing_zyx)
-    if depth_axis not in (0, 1, 2):
-        raise InputError(f"depth_axis must be 0 (z), 1 (y) or 2 (x), got {depth_axis}")
-    perm = (depth_axis,) + tuple(a for a in (0, 1, 2) if a != depth_axis)
-    out = np.ascontiguousarray(arr.transpose((0,) + tuple(a + 1 for a in perm)), dtype=np.float32)
+    if planar and depth_axis not in (None, 0):
+        depth_axis = 0
+    direction = image.GetDirection() if dim == 3 else np.eye(3).ravel()
+    perm, flip = plan_layout(direction, spacing_zyx, depth_axis=depth_axis, orientation=orientation, planar=planar)
+    out = arr.transpose((0,) + tuple(a + 1 for a in perm))
+    out = out[(slice(None),) + tuple(slice(None, None, -1) if f else slice(None) for f in flip)]
+    out = np.ascontiguousarray(out, dtype=np.float32)
     spacing = tuple(spacing_zyx[a] for a in perm)
-    return out, ModelLayout(perm=perm, spacing=spacing, channels=channels, planar=planar)  # type: ignore[arg-type]
+    return out, ModelLayout(perm=perm, spacing=spacing, channels=channels, planar=planar,  # type: ignore[arg-type]
+                            flip=flip, orientation=orientation)
 
 
 def from_model_layout(array: np.ndarray, layout: ModelLayout, reference: sitk.Image, *, dtype=None) -> sitk.Image:
     """Inverse of :func:`to_model_layout` for a single-channel ``(D, H, W)`` array (or ``(C, D, H, W)`` as a
-    vector image): transpose back and copy origin, spacing and direction from ``reference``."""
+    vector image): undo the flips, transpose back and copy origin, spacing and direction from ``reference``
+    (the input's exact grid)."""
     a = np.asarray(array)
     vector = a.ndim == 4
     if not vector and a.ndim != 3:
         raise InputError(f"expected a (D, H, W) or (C, D, H, W) array, got shape {a.shape}")
+    flips = tuple(slice(None, None, -1) if f else slice(None) for f in layout.flip)
+    a = a[((slice(None),) + flips) if vector else flips]
     inv = tuple(int(i) for i in np.argsort(layout.perm))
     a = a.transpose(((0,) + tuple(i + 1 for i in inv)) if vector else inv)
     if reference.GetDimension() == 2:

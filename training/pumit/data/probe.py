@@ -9,8 +9,8 @@ The depth axis (a numpy axis of the SimpleITK array: 0 = z, 1 = y, 2 = x) is cho
 1. ``official``: given by the user / dataset description (``--depth-axis``, a ``depth_axis`` field in a
    hand-written manifest);
 2. ``metadata``: the NIfTI header's ``dim_info`` slice dimension, or the slice (frame) axis of DICOM data;
-3. ``spacing``: the axis with clearly the largest spacing (:func:`pumit.imageio.choose_depth_axis`),
-   else z.
+3. ``spacing``: the axis with clearly the largest spacing (:func:`pumit.imageio.plan_layout`),
+   else the axis closest to Superior-Inferior (canonical orientation).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from pumit.modality import canonical_modality
 from pumit.errors import InputError
-from pumit.imageio import choose_depth_axis
+from pumit.imageio import plan_layout
 from pumit.spacing import PLANAR_THICKNESS, Spacing
 
 #: DICOM tags copied into :attr:`ImageInfo.meta` when present.
@@ -214,7 +214,7 @@ def model_geometry(info: ImageInfo, *, frame: int | None = None, depth_axis: int
     slice, or a frame of a multi-frame 2D file is planar: ``D = 1`` with thickness
     :data:`~pumit.spacing.PLANAR_THICKNESS`.
     """
-    size, spacing, _, _ = info.geometry3()
+    size, spacing, _, direction = info.geometry3()
     planar = len(info.size) == 2 or int(size[2]) == 1 or (frame is not None and info.frame_split)
     if planar:
         spacing_zyx = (PLANAR_THICKNESS, float(spacing[1]), float(spacing[0]))
@@ -231,8 +231,9 @@ def model_geometry(info: ImageInfo, *, frame: int | None = None, depth_axis: int
         elif meta_axis is not None:
             axis, source = meta_axis, "metadata"
         else:
-            axis, source = choose_depth_axis(spacing_zyx), "spacing"
-    perm = (axis,) + tuple(a for a in (0, 1, 2) if a != axis)
+            axis, source = None, "spacing"
+    perm = plan_layout(direction.ravel(), spacing_zyx, depth_axis=axis, planar=planar)[0]
+    axis = perm[0]
     return ModelGeometry(
         spacing=tuple(spacing_zyx[a] for a in perm),  # type: ignore[arg-type]
         shape=(info.channels,) + tuple(shape_zyx[a] for a in perm),  # type: ignore[arg-type]

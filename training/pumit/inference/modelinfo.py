@@ -9,11 +9,15 @@ The metadata convention (``config.json`` → ``"meta"``, written by the trainers
      "input": {"channels": 1, "modality": "MRI",
                "spacing_range_mm": [[lo, hi], [lo, hi], [lo, hi]],   # model order (thickness, H, W)
                "normalization": {...IntensitySpec...},
-               "roi": [D, H, W]}}                    # default sliding-window size (voxels)
+               "roi": [D, H, W],                     # default sliding-window size (voxels)
+               "orientation": "RAS"}}                # "RAS" (canonical, pumit.imageio) or "voxel"
 
 Every key is optional: labels default to ``background``/``label_N``, colors to a fixed palette, the
 normalization to the modality's default (:meth:`IntensitySpec.for_modality`, percentile when unknown),
-the spacing range to "any spacing" (no resampling) and the ROI to a spacing-dependent default.
+the spacing range to "any spacing" (no resampling), the ROI to a spacing-dependent default and the
+orientation to the canonical one (:data:`pumit.imageio.CANONICAL_ORIENTATION`: ``D`` → Superior, ``H`` →
+Anterior, ``W`` → Right; for images stored in RAS voxel order, as the NIfTI the reference models were
+trained on, it is the stored voxel order, so models older than the field see what they saw in training).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from pumit.errors import InputError, ModelError
+from pumit.imageio import CANONICAL_ORIENTATION, ORIENTATIONS
 from pumit.intensity import IntensitySpec
 from pumit.modality import canonical_modality
 from pumit.models import load_pretrained
@@ -80,6 +85,7 @@ class InputRequirements:
 
     ``spacing_range`` is ``((lo, hi),) * 3`` in mm in model order ``(thickness, H, W)``, or ``None``
     (any spacing). ``roi`` is the default sliding-window size ``(D, H, W)`` in voxels, or ``None``.
+    ``orientation`` is how the model's array is oriented (:func:`pumit.imageio.plan_layout`).
     """
 
     channels: int = 1
@@ -88,6 +94,7 @@ class InputRequirements:
     normalization: IntensitySpec = field(default_factory=IntensitySpec)
     roi: tuple[int, int, int] | None = None
     normalization_by_modality: dict[str, IntensitySpec] = field(default_factory=dict)
+    orientation: str = CANONICAL_ORIENTATION
 
     def normalization_for(self, modality: str | None) -> IntensitySpec:
         """The normalization for an input of ``modality`` (a model trained on several modalities records one
@@ -286,6 +293,9 @@ def parse_input_requirements(meta: dict[str, Any], model_channels: int) -> Input
         if len(roi_t) != 3 or min(roi_t) < 1:
             raise ModelError(f"model metadata 'input.roi' must be 3 positive sizes [D, H, W], got {roi!r}")
         roi = roi_t
+    orientation = spec.get("orientation") or CANONICAL_ORIENTATION
+    if orientation not in ORIENTATIONS:
+        raise ModelError(f"model metadata 'input.orientation' must be one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
     return InputRequirements(
         channels=model_channels,
         modality=str(modality) if modality else None,
@@ -293,4 +303,5 @@ def parse_input_requirements(meta: dict[str, Any], model_channels: int) -> Input
         normalization=normalization,
         roi=roi,  # type: ignore[arg-type]
         normalization_by_modality=normalization_by_modality,
+        orientation=str(orientation),
     )

@@ -1,7 +1,8 @@
 """From an image (file, DICOM folder or :class:`SimpleITK.Image`) to the model's normalized array, and back.
 
 Layout: :func:`pumit.imageio.to_model_layout` transposes the voxel array to ``(C, D, H, W)`` with the
-slice axis first (chosen from the spacing, see :func:`pumit.imageio.choose_depth_axis`) — no
+slice axis first (chosen from the spacing, see :func:`pumit.imageio.choose_depth_axis`) and reverses axes
+to the model's orientation (``meta.input.orientation``, canonical by default) — no
 resampling, so the model sees the image's own voxels at their native spacing (SAC layers adapt to it).
 
 Resampling happens only when the model's metadata declares a supported spacing range
@@ -14,6 +15,7 @@ input image.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pumit.errors import InputError
-from pumit.imageio import ModelLayout, choose_depth_axis, read_image, to_model_layout
+from pumit.imageio import CANONICAL_ORIENTATION, ModelLayout, plan_layout, read_image, to_model_layout
 from pumit.inference.constants import DEPTH_AXES
 from pumit.headers import header_spacing_problem
 from pumit.inference.modelinfo import InputRequirements
@@ -91,6 +93,16 @@ class PreparedInput:
     stats: list[IntensityStats]
     raw: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    normalization: IntensitySpec | None = None
+    modality: str | None = None
+    normalization_reason: str = ""
+
+    def normalization_record(self) -> dict:
+        """JSON-ready record of the normalization used and why (for sidecars): ``scheme``, ``modality``,
+        ``reason`` and the full ``spec``."""
+        spec = self.normalization or IntensitySpec()
+        return {"scheme": spec.scheme, "modality": self.modality, "reason": self.normalization_reason,
+                "spec": spec.to_dict()}
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -116,12 +128,13 @@ def model_layout(
     *,
     depth_axis: int | None = None,
     spacing: tuple[float, ...] | None = None,
+    orientation: str = CANONICAL_ORIENTATION,
 ) -> tuple[np.ndarray, ModelLayout]:
     """:func:`~pumit.imageio.to_model_layout` with an optional spacing override ``spacing`` in the
     image's axis order ``(x, y[, z])`` mm. The override changes only what the model is told, never the
     output geometry."""
     if spacing is None:
-        arr, layout = to_model_layout(image, depth_axis=depth_axis)
+        arr, layout = to_model_layout(image, depth_axis=depth_axis, orientation=orientation)
     else:
         vals = [float(v) for v in spacing]
         dim = image.GetDimension()
@@ -131,11 +144,10 @@ def model_layout(
         planar = dim == 2 or image.GetSize()[2] == 1
         zyx = (PLANAR_THICKNESS if planar else vals[2], vals[1], vals[0])
         if depth_axis is None and not planar:
-            depth_axis = choose_depth_axis(zyx)
-        arr, layout = to_model_layout(image, depth_axis=depth_axis)
+            depth_axis = plan_layout(image.GetDirection(), zyx, orientation=orientation)[0][0]
+        arr, layout = to_model_layout(image, depth_axis=depth_axis, orientation=orientation)
         model_sp = tuple(zyx[a] for a in layout.perm)
-        layout = ModelLayout(perm=layout.perm, spacing=model_sp,  # type: ignore[arg-type]
-                             channels=layout.channels, planar=layout.planar)
+        layout = dataclasses.replace(layout, spacing=model_sp)
     as_spacing(layout.spacing, name="image spacing")
     return arr, layout
 
@@ -193,6 +205,41 @@ def image_modality(image: sitk.Image) -> str | None:
     return image.GetMetaData(key).strip() or None if image.HasMetaDataKey(key) else None
 
 
+def choose_normalization(
+    raw: np.ndarray,
+    image: sitk.Image,
+    requirements: InputRequirements,
+    *,
+    normalization: IntensitySpec | None = None,
+    modality: str | None = None,
+) -> tuple[IntensitySpec, str | None, str]:
+    """The intensity normalization for ``raw`` ``(C, D, H, W)`` (input units): ``(spec, modality, reason)``.
+
+    Precedence: an explicit ``normalization``; the ``modality`` the caller gives (``--modality``); the DICOM
+    Modality tag; otherwise (NIfTI, NRRD, MHA do not say) :func:`pumit.modality.detect_modality` on the
+    intensities (CT from Hounsfield units, else the documented default ``mri``). The modality then picks the
+    model's per-modality normalization (``input.normalization_by_modality``), else the model's default.
+    """
+    from pumit.modality import canonical_modality, detect_modality
+
+    if normalization is not None:
+        return normalization, modality, "normalization given by the caller"
+    if modality:
+        used, why = modality, f"modality {modality!r} given (--modality)"
+    elif image_modality(image):
+        used = image_modality(image)
+        why = f"DICOM Modality tag {used!r}"
+    else:
+        used, why = detect_modality(raw[0] if raw.ndim == 4 else raw)
+        why = f"the file names no modality; detected {used!r}: {why}"
+    key = canonical_modality(used)
+    if key in requirements.normalization_by_modality:
+        spec = requirements.normalization_by_modality[key]
+        return spec, key, f"{why}; the model's {key} normalization ({spec.scheme})"
+    spec = requirements.normalization
+    return spec, key, f"{why}; the model's default normalization ({spec.scheme})"
+
+
 def prepare_input(
     image: sitk.Image,
     requirements: InputRequirements,
@@ -209,12 +256,13 @@ def prepare_input(
     Raises :class:`~pumit.errors.InputError` for 4D images, NaN/Inf voxels, invalid spacing, and a
     channel count other than the model's.
     """
-    raw, layout = model_layout(image, depth_axis=depth_axis, spacing=spacing)
+    raw, layout = model_layout(image, depth_axis=depth_axis, spacing=spacing, orientation=requirements.orientation)
     if layout.channels != requirements.channels:
         kind = "a multi-channel (vector/RGB)" if layout.channels > 1 else "a single-channel"
         raise InputError(f"the model expects {requirements.channels} channel(s) per voxel but the input is {kind} image "
                          f"with {layout.channels} component(s); convert it first")
-    spec = normalization or requirements.normalization_for(modality or image_modality(image))
+    spec, used_modality, reason = choose_normalization(raw, image, requirements, normalization=normalization,
+                                                       modality=modality)
     norm = np.empty_like(raw)
     stats: list[IntensityStats] = []
     for c in range(raw.shape[0]):
@@ -237,7 +285,8 @@ def prepare_input(
     return PreparedInput(
         image=image, layout=layout, array=norm, spacing=model_spacing, native_shape=native_shape,
         native_spacing=native_spacing, resampled=target is not None, stats=stats,
-        raw=raw if keep_raw else None, notes=notes,
+        raw=raw if keep_raw else None, notes=notes, normalization=spec, modality=used_modality,
+        normalization_reason=reason,
     )
 
 

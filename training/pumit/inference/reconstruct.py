@@ -90,21 +90,25 @@ def token_image(
     puts the first token's corner on the first input voxel's corner.
     """
     inv = tuple(int(i) for i in np.argsort(layout.perm))
-    arr = np.ascontiguousarray(tokens.transpose(inv))  # numpy (z, y, x)
-    g_np = [1.0, 1.0, 1.0]
+    flips = tuple(slice(None, None, -1) if f else slice(None) for f in layout.flip)
+    arr = np.ascontiguousarray(tokens[flips].transpose(inv))  # numpy (z, y, x)
+    g_np, off_np = [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]
+    size_np = tuple(reversed(reference.GetSize())) if reference.GetDimension() == 3 else (1,) + tuple(reversed(reference.GetSize()))
     for k, a in enumerate(layout.perm):
         g_np[a] = float(voxels_per_token[k])
+        if layout.flip[k]:  # a reversed axis: the token grid ends at the last voxel, so it starts before voxel 0
+            off_np[a] = size_np[a] - tokens.shape[k] * g_np[a]
     dim = reference.GetDimension()
     if dim == 2:
         arr = arr[0]
-        g_img = [g_np[2], g_np[1]]  # image axes (x, y)
+        g_img, off_img = [g_np[2], g_np[1]], [off_np[2], off_np[1]]  # image axes (x, y)
     else:
-        g_img = [g_np[2], g_np[1], g_np[0]]  # image axes (x, y, z)
+        g_img, off_img = [g_np[2], g_np[1], g_np[0]], [off_np[2], off_np[1], off_np[0]]  # image axes (x, y, z)
     out = sitk.GetImageFromArray(arr)
     sp = np.asarray(reference.GetSpacing(), dtype=np.float64)
     direction = np.asarray(reference.GetDirection(), dtype=np.float64).reshape(dim, dim)
     g = np.asarray(g_img, dtype=np.float64)
-    shift = direction @ ((g - 1.0) / 2.0 * sp)
+    shift = direction @ (((g - 1.0) / 2.0 + np.asarray(off_img)) * sp)
     out.SetSpacing(tuple(float(v) for v in sp * g))
     out.SetDirection(reference.GetDirection())
     out.SetOrigin(tuple(float(v) for v in np.asarray(reference.GetOrigin(), dtype=np.float64) + shift))

@@ -329,6 +329,10 @@ def _model_meta(job: str, cfg: dict[str, Any], module: pl.LightningModule, dm: A
                          "crop_tokens": list(cfg.get("crop_tokens", ())), "patch": dm.patch}
         if by_modality:  # several modalities: `pumit reconstruct --modality` (or the DICOM tag) picks the spec
             meta["input"]["normalization_by_modality"] = by_modality
+    from pumit.imageio import CANONICAL_ORIENTATION
+
+    # the data were read in the canonical orientation (pumit.imageio.plan_layout); inference does the same
+    meta["input"]["orientation"] = CANONICAL_ORIENTATION
     meta["training"] = training
     return meta
 

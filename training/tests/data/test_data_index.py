@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from pumit.imageio import to_model_layout
 from data_helpers import CT, CT_VERT, dicom_file, subsample
 
 from pumit.data import (ImageRecord, hash_split, index_sources, parse_npz_ref, read_manifest, write_manifest)
@@ -160,10 +161,11 @@ def test_msd_multimodal_4d_gives_one_record_per_channel(tmp_path: Path) -> None:
     records, report = index_sources([root])
     assert report.n_skipped == 0 and [r.frame for r in records] == [0, 1]
     assert [r.modality for r in records] == ["ct", "mri"] and records[0].split == records[1].split
-    assert records[1].shape == (1, 73, 47, 73)
+    assert records[1].shape == (1, 47, 73, 73)  # canonical orientation: D = the S-I axis (stored as y)
     second = load_record(records[1])
-    np.testing.assert_array_equal(second.image[0], sitk.GetArrayFromImage(ct) + 1000)
-    assert second.label is not None and second.label.shape == (73, 47, 73)
+    assert second.image.shape == records[1].shape  # the index predicts the layout load_record gives
+    np.testing.assert_array_equal(second.image[0], to_model_layout(ct)[0][0] + 1000)
+    assert second.label is not None and second.label.shape == (47, 73, 73)
 
 
 def test_dicom_with_negative_slice_spacing_is_skipped_and_reported() -> None:

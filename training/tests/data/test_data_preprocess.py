@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from pumit.imageio import to_model_layout
 from data_helpers import CT, dicom_file
 from PIL import Image
 
@@ -33,7 +34,7 @@ def test_photo_foreground_crop_is_exact(tmp_path: Path, ct_png) -> None:
 def test_percentile_foreground_crop_of_ct(tmp_path: Path) -> None:
     records, _ = index_sources([CT], intensity="percentile")
     (p,), _ = preprocess_manifest(records, tmp_path / "out")
-    a = sitk.GetArrayFromImage(sitk.ReadImage(str(CT))).astype(np.float32)  # (z, y, x): depth axis z here
+    a = to_model_layout(sitk.ReadImage(str(CT)))[0][0]  # (D, H, W) in the canonical orientation
     threshold = np.percentile(a[a > a.min()], 0.5)
     nz = np.argwhere(a >= threshold)
     expected = [[int(lo), int(hi) + 1] for lo, hi in zip(nz.min(0), nz.max(0))]
@@ -73,7 +74,8 @@ def test_anisotropic_with_label_mmap_and_dtypes(tmp_path: Path, aniso_x) -> None
     hand.write_text(f'{{"image": "{image}", "label": "{label}"}}\n')
     records, _ = index_sources([hand])
     (p,), _ = preprocess_manifest(records, tmp_path / "out", max_side=24)
-    assert p.source["perm"] == [2, 0, 1] and p.spacing[0] == pytest.approx(6.0)
+    # the 6 mm axis (x) is the depth axis; the two others follow in the canonical orientation (S-I, then A-P)
+    assert p.source["perm"] == [2, 1, 0] and p.spacing[0] == pytest.approx(6.0)
     img = np.load(p.image, mmap_mode="r")
     lab = np.load(p.label, mmap_mode="r")
     assert isinstance(img, np.memmap) and isinstance(lab, np.memmap)

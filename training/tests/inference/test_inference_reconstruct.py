@@ -7,6 +7,7 @@ import pytest
 import SimpleITK as sitk
 from inference_helpers import DIRECTIONS, MRI, assert_same_grid, ct_crop, geometry, mri_crop, with_geometry
 from PIL import Image
+from pumit.imageio import to_model_layout
 from pumit.inference import InferenceSettings, load_model, reconstruct, reconstruct_image
 from pumit.inference.preprocess import denormalize_channels, pad_to_multiple, prepare_input
 from pumit.intensity import IntensitySpec, denormalize, normalize
@@ -76,7 +77,16 @@ def test_reconstruction_outputs(tmp_path, models, orientation):
     assert t.GetSize() == (2, 2, 4)  # (ceil(30/16), 32/16, 32/8) in image axis order (x, y, z)
     np.testing.assert_allclose(t.GetSpacing(), (14.4, 14.4, 14.4))
     np.testing.assert_allclose(t.GetDirection(), as_read.GetDirection())
-    corner_in = np.asarray(as_read.TransformContinuousIndexToPhysicalPoint((-0.5, -0.5, -0.5)))
+    # the token grid starts where the model array starts: the first voxel's corner, or on an axis reversed to
+    # the canonical orientation, the last voxel's far corner minus the token grid's extent
+    layout = to_model_layout(as_read)[1]
+    start = [-0.5, -0.5, -0.5]  # image axes (x, y, z)
+    for k, a in enumerate(layout.perm):
+        if layout.flip[k]:
+            i = 2 - a
+            g = t.GetSpacing()[i] / as_read.GetSpacing()[i]
+            start[i] = as_read.GetSize()[i] - t.GetSize()[i] * g - 0.5
+    corner_in = np.asarray(as_read.TransformContinuousIndexToPhysicalPoint(start))
     corner_tok = np.asarray(t.TransformContinuousIndexToPhysicalPoint((-0.5, -0.5, -0.5)))
     np.testing.assert_allclose(corner_tok, corner_in, atol=1e-4)
     assert int(sitk.GetArrayFromImage(t).max()) < 64
