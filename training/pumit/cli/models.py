@@ -1,6 +1,8 @@
-"""``pumit models``: manage the local model store (list, install, info, verify, remove, path).
+"""``pumit models``: manage the local model store (list, install, import-pumit, info, verify, remove, path).
 
-Fully offline: models are installed from local folders, ``.safetensors`` files or archives.
+Fully offline: models are installed from local folders, ``.safetensors`` files or archives;
+``import-pumit`` converts a published PUMIT ``.ckpt`` the user downloaded by hand (read without executing
+pickled code, see :mod:`pumit.store.import_pumit`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="refuse to install unless the SHA-256 of FILE (or of the weights model.safetensors) is HEX")
     q.add_argument("--json", action="store_true", help="print the installed entry as JSON")
     q.set_defaults(func=cmd_install)
+
+    q = sub.add_parser(
+        "import-pumit", parents=[common], help="convert and install a published PUMIT checkpoint (.ckpt)",
+        description=_wrap("Convert the authors' published PUMIT checkpoint (pumit-b.ckpt: Lightning, the MIM ViT-B; "
+        "simple-soft.ckpt: Fabric, the soft tokenizer) into a pumit model and install it into the store as "
+        "safetensors + config with provenance (source file name, SHA-256, licence). The file is read with "
+        "torch.load(weights_only=True) and an allow-list: a checkpoint that needs any other pickled object is "
+        "refused (exit 3) and nothing in it is executed. Loading is strict and every weight is verified."),
+        epilog=_EPILOG, formatter_class=fmt,
+    )
+    q.add_argument("path", metavar="FILE.ckpt", help="pumit-b.ckpt or simple-soft.ckpt (downloaded by hand)")
+    q.add_argument("--name", metavar="N", help="model name (default: pumit-vit-b or pumit-tokenizer)")
+    q.add_argument("--version", metavar="X.Y.Z", help="semantic version (default: 1.0.0)")
+    q.add_argument("--kind", choices=("vit", "tokenizer"), help="refuse the file unless it holds this model (default: detect)")
+    q.add_argument("--channels", type=int, choices=(1, 3), default=1,
+                   help="input channels of the installed model: 1 grey (default; RGB filters folded exactly) or 3 RGB")
+    q.add_argument("--input-convention", choices=("imagenet", "signed"), default="imagenet",
+                   help="ViT only: 'imagenet' (default) keeps the RGB filters and maps pumit's [-1, 1] input onto the "
+                        "ImageNet-normalised RGB it was pre-trained on (reproduces the published features); 'signed' "
+                        "sums the RGB filters (the authors' fine-tuning convention)")
+    q.add_argument("--license", metavar="TEXT", help="licence recorded with the model (default: 'unspecified': the authors state none)")
+    q.add_argument("--json", action="store_true", help="print the installed entry as JSON")
+    q.set_defaults(func=cmd_import_pumit)
 
     q = sub.add_parser("remove", parents=[common], help="delete a model version from the store",
                        description=_wrap("Delete a model version (full ID NAME-vX.Y.Z) from the store. "
@@ -136,6 +161,21 @@ def cmd_install(args: argparse.Namespace) -> int:
         _print_json(entry.to_dict())
     else:
         print(f"installed {entry.id} ({human_size(entry.size)}) in {entry.folder}")
+    return 0
+
+
+def cmd_import_pumit(args: argparse.Namespace) -> int:
+    """``pumit models import-pumit``."""
+    from pumit.store.import_pumit import import_pumit_checkpoint
+
+    entry = import_pumit_checkpoint(
+        args.path, name=args.name, version=args.version, kind=args.kind, channels=args.channels,
+        input_convention=args.input_convention, license=args.license, store=_store(args),
+    )
+    if args.json:
+        _print_json(entry.to_dict())
+    else:
+        print(f"imported {entry.id} ({entry.model_type}, {human_size(entry.size)}) from {entry.source} in {entry.folder}")
     return 0
 
 

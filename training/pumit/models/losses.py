@@ -76,12 +76,9 @@ def build_perceptual(spec: str | os.PathLike | nn.Module | None = "random", seed
         path = Path(spec)
         if not path.is_file():
             raise ModelError(f"perceptual weights not found: {path} (use 'random' or 'none', or a VGG16 weights file)")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        from pumit.models.convert import extract_state_dict, read_checkpoint
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = extract_state_dict(read_checkpoint(path))  # ModelError (never a bare UnpicklingError) for unsafe/corrupt files
         state = {k: v for k, v in state.items() if k.startswith("features.")}
         net = VGG16Features()
         missing, _ = net.load_state_dict(state, strict=False)

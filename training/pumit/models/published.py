@@ -33,9 +33,12 @@ from pumit.models.vit import INPUT_CONVENTIONS, ViTConfig
 #: ITU-R BT.601 luma weights of (R, G, B), used by the authors to turn RGB reconstructions into grey.
 BT601_WEIGHTS = (0.299, 0.587, 0.114)
 
-#: Licence of the published weights: the authors' repository (function2-llx/PUMIT) is Apache-2.0 and its
-#: release carries no other terms; check the release page when you download them.
-PUBLISHED_LICENSE = "Apache-2.0"
+#: Licence recorded for imported published weights. The authors' repository (function2-llx/PUMIT) states no
+#: licence (no LICENSE file, none in its README), so none can be assumed: "unspecified" until the user
+#: records the terms they obtained (``--license``).
+PUBLISHED_LICENSE = "unspecified"
+PUBLISHED_LICENSE_NOTE = ("the authors' repository and release state no licence; ask the authors before redistributing "
+                          "the weights or models derived from them")
 PUBLISHED_SOURCE = "PUMIT release v1 (Luo et al., AAAI 2024), github.com/function2-llx/PUMIT"
 
 #: Published architecture constants (ViT-B MIM and the ``simple`` soft tokenizer).

@@ -158,6 +158,8 @@ class SpadViTSegmenter(nn.Module):
 
     def forward(self, x: torch.Tensor, spacing: SpacingLike) -> torch.Tensor:
         s = check_volume(x, spacing)
+        if x.shape[1] != self.config.vit.in_channels:
+            raise InputError(f"segmentation model expects {self.config.vit.in_channels} channel(s), got input shape {tuple(x.shape)}")
         div = self.required_divisor(s)
         if any(n % k for n, k in zip(x.shape[2:], div)):
             raise InputError(f"input size {tuple(x.shape[2:])} (D, H, W) with spacing {s} mm must be divisible by {div}")

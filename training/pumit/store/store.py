@@ -212,8 +212,12 @@ class ModelStore:
         name: str | None = None,
         version: str | None = None,
         expected_sha256: str | None = None,
+        origin: tuple[str, str | None] | None = None,
     ) -> ModelEntry:
         """Copy a model (folder, ``.safetensors`` file, or ``.zip``/``.tar.gz`` archive) into the store.
+
+        ``origin`` = ``(source, sha256)`` replaces the catalog's ``source``/``source_sha256`` (e.g. the
+        ``.ckpt`` a converted model was made from, see :mod:`pumit.store.import_pumit`).
 
         ``name`` and ``version`` default to the model's ``meta.name``/``meta.version``, then to a
         ``name-vX.Y.Z`` file or folder name, then (version only) to ``1.0.0``. ``expected_sha256`` must
@@ -225,7 +229,7 @@ class ModelStore:
         malformed name/version/checksum; :class:`ResourceError` when the disk is full.
         """
         return self._install(path, name=name, version=Version.parse(version) if version else None,
-                             expected_sha256=expected_sha256, bump=False)
+                             expected_sha256=expected_sha256, bump=False, origin=origin)
 
     def register_new_version(self, src_dir: str | os.PathLike, name: str) -> ModelEntry:
         """Install ``src_dir`` (e.g. a fine-tuned model) as the next patch version of ``name``.
@@ -269,6 +273,7 @@ class ModelStore:
         version: Version | None,
         expected_sha256: str | None,
         bump: bool,
+        origin: tuple[str, str | None] | None = None,
     ) -> ModelEntry:
         if name is not None:
             name = validate_name(name)
@@ -293,6 +298,8 @@ class ModelStore:
             files = _copy_files(src, staging / "model")
             _check_checksums(src, files, expected)
             record = _record(src, name, files)
+            if origin is not None:
+                record.update(source=str(origin[0]), source_sha256=origin[1])
             with self._lock():
                 catalog = load_catalog(self.catalog_path)
                 entries = self._builtin_entries()
