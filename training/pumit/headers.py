@@ -8,6 +8,8 @@
   0) and turns NaN/Inf voxels into 0. :func:`nifti_data_problem` checks the data size (the gzip
   trailer first, a full decompression only when it disagrees) and scans floating-point data for
   non-finite values.
+* Writes: ITK's NIfTI writer does not raise on a full disk (it prints ``** ERROR: NWAD``) and leaves a
+  truncated file; :func:`written_image_problem` checks every image pumit writes before it is committed.
 
 The caller turns a problem into a one-line :class:`~pumit.errors.InputError`.
 """
@@ -280,12 +282,59 @@ def _nifti_nonfinite(p: Path) -> str | None:
         return None
     import numpy as np
 
+    import logging
+
+    nib_log = logging.getLogger("nibabel.global")  # "pixdim[1,2,3] should be non-zero": header_spacing_problem's job
+    level = nib_log.level
+    nib_log.setLevel(logging.ERROR)
     try:
         img = nib.load(str(p))
         data = np.asanyarray(img.dataobj.get_unscaled() if hasattr(img.dataobj, "get_unscaled") else img.dataobj)
     except Exception:  # noqa: BLE001 - nibabel raises many types for broken files
         return "the file is truncated or corrupt (cannot read its voxel data)"
+    finally:
+        nib_log.setLevel(level)
     if data.dtype.kind in "fc" and not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         return f"{bad} voxel(s) are NaN or infinite"
+    return None
+
+
+def written_image_problem(path: str | Path, image: sitk.Image) -> str | None:
+    """What is wrong with an image file just written from ``image``, or ``None`` when it is complete.
+
+    ITK's writers can fail without raising (the NIfTI writer only prints ``** ERROR: NWAD ...`` on a
+    full disk and leaves a truncated file), so every written image is checked: NIfTI by its header's
+    size and the voxel bytes present (:func:`nifti_data_problem`'s size check, no voxel scan); other
+    formats by reading the file back (size, components, every voxel decoded).
+    """
+    p = Path(path)
+    name = p.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            gz = name.endswith(".gz")
+            with (gzip.open if gz else open)(p, "rb") as f:  # type: ignore[operator]
+                head = f.read(540)
+            layout = _nifti_layout(head)
+            if layout is None:
+                return "the file has no complete NIfTI header"
+            _, _, dims, bitpix, vox_offset = layout
+            nvox = 1
+            for d in dims:
+                nvox *= d
+            expected = int(vox_offset) + nvox * bitpix // 8
+            present = _gzip_size(p, expected) if gz else p.stat().st_size
+            if present < expected:
+                return f"the file is truncated ({present} of {expected} bytes)"
+            if nvox != image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel():
+                return f"the file holds {nvox} values, expected {image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel()}"
+            return None
+        back = sitk.ReadImage(str(p))
+    except (OSError, EOFError, zlib.error, struct.error):
+        return "the file is truncated or corrupt"
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        return f"the file cannot be read back ({lines[-1][:120] if lines else 'unknown reason'})"
+    if back.GetSize() != image.GetSize() or back.GetNumberOfComponentsPerPixel() != image.GetNumberOfComponentsPerPixel():
+        return f"the file holds a {back.GetSize()} image, expected {image.GetSize()}"
     return None

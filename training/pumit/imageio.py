@@ -14,11 +14,13 @@ Supported inputs: any file SimpleITK reads (NIfTI ``.nii/.nii.gz``, NRRD ``.nrrd
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +28,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from pumit.atomic import atomic_write_bytes, atomic_write_text, default_file_mode  # noqa: F401  (re-exported)
-from pumit.errors import InputError
-from pumit.headers import nifti_data_problem
+from pumit.errors import InputError, ResourceError
+from pumit.headers import nifti_data_problem, written_image_problem
 from pumit.spacing import PLANAR_THICKNESS, Spacing
 
 #: File name suffixes SimpleITK writes; the temporary name of an atomic write must keep them.
@@ -41,6 +43,46 @@ def full_suffix(path: str | os.PathLike) -> str:
         if name.endswith(s):
             return Path(path).name[-len(s):]
     return Path(path).suffix
+
+
+#: niftilib's notes about zero/negative ``pixdim``: :func:`pumit.headers.header_spacing_problem` reports them.
+_COVERED_NIFTI_NOTES = ("pixdim[",)
+
+
+@contextlib.contextmanager
+def native_stderr(covered: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    """Capture what C libraries (niftilib, GDCM) print to file descriptor 2 inside the block.
+
+    ITK's NIfTI code prints lines such as ``** ERROR: NWAD ...`` or ``** ERROR (nifti_image_read)``
+    itself; pumit reports those failures in one line of its own, so the captured lines are dropped
+    when the block raises and written back to stderr otherwise (nothing is hidden on success), except
+    lines starting with one of ``covered`` (problems pumit checks and reports itself).
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreter)
+        yield lines
+        return
+    failed = False
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace")
+            lines.extend(ln for ln in text.splitlines() if ln.strip())
+            shown = [ln for ln in lines if not ln.startswith(covered)] if not failed else []
+            if shown:
+                sys.stderr.write("\n".join(shown) + "\n")
+                sys.stderr.flush()
 
 
 def read_image(path: str | os.PathLike) -> sitk.Image:
@@ -57,7 +99,8 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
             return _read_dicom_series(p)
         if p.stat().st_size == 0:
             raise InputError(f"input file is empty: {p}")
-        image = sitk.ReadImage(str(p))
+        with native_stderr(covered=_COVERED_NIFTI_NOTES):
+            image = sitk.ReadImage(str(p))
     except RuntimeError as e:  # SimpleITK reports unreadable/corrupt files as RuntimeError
         raise InputError(f"cannot read image {p}: corrupt, truncated or unsupported file ({itk_reason(str(e))})") from e
     problem = nifti_data_problem(p)  # ITK zero-fills truncated NIfTI data and NaN/Inf voxels silently
@@ -92,7 +135,9 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
 def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
     """Write atomically: to a temporary name in the same folder, then rename over ``path``.
 
-    A failure (full disk, cancel) never leaves a partial file under ``path``.
+    A failure (full disk, cancel) never leaves a partial file under ``path``; a file that ITK left
+    incomplete without raising (full disk) is detected (:func:`~pumit.headers.written_image_problem`)
+    and reported as :class:`~pumit.errors.ResourceError` (exit 4).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +145,14 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
     os.close(fd)
     try:
-        sitk.WriteImage(image, tmp, useCompression=compress)
+        with native_stderr():
+            try:
+                sitk.WriteImage(image, tmp, useCompression=compress)
+            except RuntimeError as e:
+                raise ResourceError(f"cannot write {p}: {itk_reason(str(e))}") from None
+            problem = written_image_problem(tmp, image)
+            if problem is not None:
+                raise ResourceError(f"cannot write {p}: disk full or write error, {problem}")
         default_file_mode(tmp)
         os.replace(tmp, p)
     except BaseException:

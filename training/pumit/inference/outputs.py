@@ -21,7 +21,8 @@ import SimpleITK as sitk
 
 from pumit.atomic import default_file_mode
 from pumit.errors import InputError, ResourceError
-from pumit.imageio import full_suffix
+from pumit.headers import written_image_problem
+from pumit.imageio import full_suffix, native_stderr
 
 #: Single-file image formats accepted for outputs (two-file formats such as .mhd/.nhdr are not atomic).
 IMAGE_OUTPUT_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -96,9 +97,11 @@ def check_distinct(paths: Iterable[tuple[str, Path | None]], input_path: Path | 
 class OutputTransaction:
     """Stage outputs under temporary names, then rename all of them at once (see module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, image_writer: Callable[[sitk.Image, str, bool], None] | None = None) -> None:
         self._staged: list[tuple[Path, Path]] = []  # (temporary, final)
         self._committed: list[Path] = []
+        #: ``writer(image, path, compress)``; SimpleITK's by default (tests pass one that fails like it)
+        self.image_writer = image_writer or _sitk_write
 
     def _temp(self, final: Path) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -124,8 +127,16 @@ class OutputTransaction:
         return final_p
 
     def add_image(self, image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
-        """Stage an image (format from the suffix of ``path``)."""
-        return self._stage(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=compress))
+        """Stage an image (format from the suffix of ``path``), checked complete on disk after writing
+        (:func:`~pumit.headers.written_image_problem`: ITK does not always raise on a full disk)."""
+        final = Path(path)
+
+        def write(tmp: Path) -> None:
+            with native_stderr():  # niftilib's own "** ERROR: NWAD" line: pumit reports it in one line
+                self.image_writer(image, str(tmp), compress)
+                check_written_image(tmp, image, final)
+
+        return self._stage(final, write)
 
     def add_text(self, text: str, path: str | os.PathLike) -> Path:
         """Stage a UTF-8 text file."""
@@ -178,6 +189,22 @@ class OutputTransaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.rollback()
+
+
+def _sitk_write(image: sitk.Image, path: str, compress: bool) -> None:
+    sitk.WriteImage(image, path, useCompression=compress)
+
+
+def check_written_image(written: str | os.PathLike, image: sitk.Image, final: str | os.PathLike) -> None:
+    """Raise :class:`ResourceError` (exit 4) naming ``final`` when the file ``written`` (from ``image``) is
+    incomplete, i.e. the disk filled up (or the write failed) without the writer raising."""
+    problem = written_image_problem(written, image)
+    if problem is None:
+        return
+    import shutil
+
+    free = shutil.disk_usage(Path(written).parent).free
+    raise ResourceError(f"cannot write {final}: disk full or write error, {problem} ({free / 1e6:.1f} MB free)")
 
 
 def _os_error(e: OSError, path: Path) -> Exception:
