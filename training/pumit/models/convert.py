@@ -17,6 +17,7 @@ import os
 import pathlib
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -66,7 +67,8 @@ def read_checkpoint(path: str | os.PathLike) -> object:
         except (SafetensorError, OSError) as e:
             raise ModelError(f"cannot read {p}: {e}") from e
     try:
-        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
+        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's pickle-protocol notice: the one-line error says it all
             return torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError) as e:
         m = _GLOBAL_RE.search(str(e))
