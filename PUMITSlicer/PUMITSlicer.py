@@ -18,9 +18,10 @@ import qt
 import slicer
 import vtk
 from PUMITSlicerLib import PUMITLogic, PUMITSlicerError, Task, TaskState, formatProgress
+from PUMITSlicerLib import models as modelBrowser
+from PUMITSlicerLib import results, runtime
 from PUMITSlicerLib.logic import pythonExecutable
-
-logger = logging.getLogger(__name__)
+from PUMITSlicerLib.pairs import addPair, pairRows, removePair
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -32,6 +33,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+logger = logging.getLogger(__name__)
 
 #
 # PUMITSlicer
@@ -56,6 +59,19 @@ class PUMITSlicer(ScriptedLoadableModule):
             "Based on PUMIT / SPAD-Nets by Luo et al.: 'Pre-trained Universal Medical Image Transformer' (AAAI 2024) "
             "and 'Building Universal Foundation Models for Medical Image Analysis with Spatially Adaptive Networks' "
             "(2023); this is an independent implementation. Module layout after Slicer's scripted-module template.")
+        app = getattr(slicer, "app", None)
+        if app is not None:  # the demo images in SampleData, once Slicer has started (nothing runs at import)
+            app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Add the shipped demo images to the SampleData module (category PUMIT); no download."""
+    from PUMITSlicerLib.sampledata import registerSampleData as register
+
+    try:
+        register()
+    except Exception:
+        logger.exception("PUMITSlicer: registering the sample data failed")
 
 
 #
@@ -73,8 +89,10 @@ class PUMITSlicerParameterNode:
     device - ``auto`` (GPU if available), ``GPU`` (CUDA) or ``CPU``.
     overlap - sliding-window overlap fraction; swBatch - windows per batch (0: pumit's default).
     fineTuneVolumes / fineTuneSegmentations - the training pairs, same length, matched by position.
-    fineTuneName - name of the fine-tuned model (each run adds a version); modality - the images' modality:
-    dataset.json modality for fine-tuning, and the tokenizer's per-modality intensity normalization for reconstruction.
+    fineTuneName - name of the fine-tuned model (each run adds a version); modality - the training images'
+    modality (dataset.json). reconstructModality - the tokenizer's per-modality intensity normalization for
+    Reconstruct; ``auto``: the volume's DICOM modality, or CT for Hounsfield units, else the user must choose.
+    show3D - build surfaces and show segmentation results in 3D.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -91,6 +109,8 @@ class PUMITSlicerParameterNode:
     fineTuneName: str
     fineTuneEpochs: Annotated[int, WithinRange(1, 1000)] = 20
     modality: Annotated[str, Choice(["CT", "MRI", "PET", "US", "other"])] = "CT"
+    reconstructModality: Annotated[str, Choice(["auto", "CT", "MRI", "PET", "US", "other"])] = "auto"
+    show3D: bool = False
 
 
 #
@@ -99,7 +119,11 @@ class PUMITSlicerParameterNode:
 
 
 class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds the .ui to the parameter node, starts/cancels jobs and shows their progress."""
+    """Binds the .ui to the parameter node, starts/cancels jobs and shows their progress.
+
+    Decisions are made by GUI-free code in ``PUMITSlicerLib`` (pairs, models, results, runtime); this
+    class only moves values between them and the Qt widgets.
+    """
 
     #: run kind -> (button, idle button text)
     RUNS: ClassVar[dict[str, tuple[str, str]]] = {"segment": ("segmentButton", _("Segment")),
@@ -115,6 +139,9 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._task = None
         self._taskKind = None
         self._timer = None
+        self._models: list = []  # ModelInfo rows of the model browser
+        self._autoModels: dict[str, str] = {}  # model ids chosen automatically for the current volume
+        self._modelsListed = False
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -135,8 +162,11 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             getattr(self.ui, buttonName).clicked.connect(lambda _checked=False, k=kind: self.onRunButton(k))
         self.ui.refreshModelsButton.clicked.connect(self.onRefreshModels)
         self.ui.installModelButton.clicked.connect(self.onInstallModel)
+        self.ui.modelsTableWidget.itemSelectionChanged.connect(self.onModelRowSelected)
         self.ui.modelComboBox.currentTextChanged.connect(lambda text: self._setParameter("modelId", text))
         self.ui.tokenizerComboBox.currentTextChanged.connect(lambda text: self._setParameter("tokenizerId", text))
+        self.ui.inputVolumeSelector.currentNodeChanged.connect(lambda _node: self._chooseDefaultModels())
+        self.ui.show3DCheckBox.toggled.connect(self.onShow3DToggled)
         self.ui.addPairButton.clicked.connect(self.onAddPair)
         self.ui.removePairButton.clicked.connect(self.onRemovePair)
         self.ui.progressBar.setVisible(False)
@@ -151,6 +181,8 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if not self._modelsListed:  # listing needs no torch: fill the model browser on first entry
+            self.onRefreshModels()
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -196,14 +228,15 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for combo, value in ((self.ui.modelComboBox, p.modelId), (self.ui.tokenizerComboBox, p.tokenizerId)):
             if combo.currentText != value:
                 combo.setCurrentText(value)
-        self.ui.pairsTableWidget.setRowCount(len(p.fineTuneVolumes))
-        for row, (volume, segmentation) in enumerate(zip(p.fineTuneVolumes, p.fineTuneSegmentations)):
-            for column, node in enumerate((volume, segmentation)):
-                self.ui.pairsTableWidget.setItem(row, column, qt.QTableWidgetItem(node.GetName() if node else "?"))
+        rows = pairRows(p)
+        self.ui.pairsTableWidget.setRowCount(len(rows))
+        for row, names in enumerate(rows):
+            for column, name in enumerate(names):
+                self.ui.pairsTableWidget.setItem(row, column, qt.QTableWidgetItem(name))
         running = self._task is not None and self._task.running
         ready = {"segment": bool(p.inputVolume and p.modelId),
                  "reconstruct": bool(p.inputVolume and p.tokenizerId),
-                 "finetune": bool(p.fineTuneVolumes and p.modelId and p.fineTuneName)}
+                 "finetune": bool(len(p.fineTuneVolumes) and p.modelId and p.fineTuneName)}
         for kind, (buttonName, text) in self.RUNS.items():
             button = getattr(self.ui, buttonName)
             isRunning = running and kind == self._taskKind
@@ -213,17 +246,45 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- models --------------------------------------------------------------------------------------
 
     def onRefreshModels(self) -> None:
-        """Fill the model and tokenizer lists from the local model store (the text stays editable)."""
-        if not self._ensureDependencies(training=False):
-            return
+        """Fill the model browser and the model lists from the local store (no PyTorch needed)."""
         with self._errorsShown(_("Failed to list the models.")):
+            self._models, note = modelBrowser.listModelInfos(self.logic)
+            self._modelsListed = True
+            table = self.ui.modelsTableWidget
+            table.setRowCount(len(self._models))
+            for row, model in enumerate(self._models):
+                for column, text in enumerate(model.row()):
+                    item = qt.QTableWidgetItem(text)
+                    item.setToolTip(model.description)
+                    table.setItem(row, column, item)
+            self.ui.modelDescriptionLabel.text = note
             for combo, modelType, name in ((self.ui.modelComboBox, "segmentation", "modelId"),
                                            (self.ui.tokenizerComboBox, "tokenizer", "tokenizerId")):
                 current = getattr(self._parameterNode, name)
-                ids = [m["id"] for m in self.logic.listModels(modelType)]
                 combo.clear()
-                combo.addItems(ids)
-                combo.setCurrentText(current or (ids[-1] if ids else ""))
+                for model in self._models:
+                    if model.modelType == modelType:
+                        combo.addItem(model.id)
+                        combo.setItemData(combo.count - 1, model.description, qt.Qt.ToolTipRole)
+                combo.setCurrentText(current)
+            self._chooseDefaultModels()
+
+    def _chooseDefaultModels(self) -> None:
+        if self._parameterNode is None or not self._models:
+            return
+        self._autoModels = modelBrowser.chooseDefaultModels(
+            self._parameterNode, [m for m in self._models if m.modelType == "segmentation"],
+            [m for m in self._models if m.modelType == "tokenizer"], self._autoModels)
+
+    def onModelRowSelected(self) -> None:
+        row = self.ui.modelsTableWidget.currentRow()
+        if not 0 <= row < len(self._models) or self._parameterNode is None:
+            return
+        model = self._models[row]
+        self.ui.modelDescriptionLabel.text = f"{model.id}: {model.description}"
+        name = {"segmentation": "modelId", "tokenizer": "tokenizerId"}.get(model.modelType)
+        if name:
+            self._setParameter(name, model.id)
 
     def onInstallModel(self) -> None:
         """Copy a model folder chosen by the user into the local model store (no download)."""
@@ -235,24 +296,20 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onRefreshModels()
             slicer.util.showStatusMessage(_("Installed model {id}").format(id=entry.get("id")), 5000)
 
-    # -- fine-tuning pairs ---------------------------------------------------------------------------
+    # -- fine-tuning pairs and results ---------------------------------------------------------------
 
     def onAddPair(self) -> None:
-        volume = self.ui.fineTuneVolumeSelector.currentNode()
-        segmentation = self.ui.fineTuneSegmentationSelector.currentNode()
-        if volume is None or segmentation is None:
-            slicer.util.errorDisplay(_("Select a volume and its segmentation, then press Add."))
-            return
-        p = self._parameterNode
-        p.fineTuneVolumes = p.fineTuneVolumes + [volume]
-        p.fineTuneSegmentations = p.fineTuneSegmentations + [segmentation]
+        with self._errorsShown(_("Failed to add the pair.")):
+            addPair(self._parameterNode, self.ui.fineTuneVolumeSelector.currentNode(),
+                    self.ui.fineTuneSegmentationSelector.currentNode())
 
     def onRemovePair(self) -> None:
-        row = self.ui.pairsTableWidget.currentRow()
-        p = self._parameterNode
-        if 0 <= row < len(p.fineTuneVolumes):
-            p.fineTuneVolumes = [n for i, n in enumerate(p.fineTuneVolumes) if i != row]
-            p.fineTuneSegmentations = [n for i, n in enumerate(p.fineTuneSegmentations) if i != row]
+        removePair(self._parameterNode, self.ui.pairsTableWidget.currentRow())
+
+    def onShow3DToggled(self, checked: bool) -> None:
+        if self._parameterNode is not None and self._parameterNode.outputSegmentation is not None:
+            with slicer.util.WaitCursor():
+                results.applyShow3D(self._parameterNode.outputSegmentation, checked)
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -269,16 +326,53 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(f"{context}\n\n{e}", detailedText=traceback.format_exc(), windowTitle=_("PUMIT"))
 
     def _ensureDependencies(self, training: bool) -> bool:
-        """Ask before downloading anything; True when torch and the requirements are installed."""
-        from PUMITSlicerLib.dependencies import ensureDependencies
+        """Ask before downloading anything; install with a progress dialog and pip's output in the Python
+        console. True when torch and the requirements are installed."""
+        from PUMITSlicerLib.dependencies import ensureDependencies, installSteps
+
+        if not installSteps(training):
+            return True
+        dialog = None
+
+        def progress(step: int, steps: int, text: str) -> None:
+            nonlocal dialog
+            if dialog is None:
+                dialog = slicer.util.createProgressDialog(labelText=text, maximum=steps, windowTitle=_("PUMIT"))
+                try:  # pip prints its download progress in the Python console: show it
+                    console = slicer.util.pythonShell()
+                    (console.parent() or console).show()
+                except RuntimeError:
+                    pass
+            dialog.labelText = text
+            dialog.value = step
+            slicer.app.processEvents()
 
         try:
-            return ensureDependencies(slicer.util.confirmOkCancelDisplay, training=training)
+            with slicer.util.WaitCursor():
+                return ensureDependencies(slicer.util.confirmOkCancelDisplay, training=training, progress=progress)
         except Exception as e:
             logger.exception("PUMITSlicer: installing dependencies failed")
             slicer.util.errorDisplay(_("Failed to install the Python packages PUMITSlicer needs:") + f"\n\n{e}",
                                      detailedText=traceback.format_exc(), windowTitle=_("PUMIT"))
             return False
+        finally:
+            if dialog is not None:
+                dialog.close()
+
+    def _cpuEstimate(self, kind: str) -> str:
+        """The CPU-time warning for the job about to start ("" with a GPU, or when the size is unknown)."""
+        p = self._parameterNode
+        if p.device == "GPU" or (p.device == "auto" and runtime.gpuAvailable()):
+            return ""
+        modelId = p.tokenizerId if kind == "reconstruct" else p.modelId
+        model = next((m for m in self._models if modelId and m.id.startswith(modelId)), None)
+        volumes = list(p.fineTuneVolumes) if kind == "finetune" else [p.inputVolume]
+        if model is None or not all(v is not None and v.GetImageData() is not None for v in volumes):
+            return ""
+        megavoxels = sum(runtime.modelMegavoxels(v.GetImageData().GetDimensions(), v.GetSpacing(), model.spacing)
+                         for v in volumes)
+        seconds = runtime.estimateCpuSeconds(kind, megavoxels, model.sizeBytes, epochs=p.fineTuneEpochs)
+        return runtime.cpuWarning(seconds)
 
     def onRunButton(self, kind: str) -> None:
         """Apply: start the job of ``kind``; while it runs the same button cancels it."""
@@ -289,6 +383,7 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._ensureDependencies(training=kind == "finetune"):
             return
         start = {"segment": self.logic.segment, "reconstruct": self.logic.reconstruct, "finetune": self.logic.fineTune}[kind]
+        estimate = self._cpuEstimate(kind)
         task = None
         with self._errorsShown(_("Failed to start.")):
             task = start(self._parameterNode)
@@ -299,7 +394,7 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         task.finishedCallbacks.append(self._onFinished)
         self.ui.progressBar.setVisible(True)
         self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = _("{name} starting...").format(name=task.name)
+        self.ui.statusLabel.text = " ".join(t for t in (_("{name} starting...").format(name=task.name), estimate) if t)
         self._updateGui()
         self._timer.start()
 
@@ -323,15 +418,16 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.stop()
         self.ui.progressBar.setVisible(False)
         if task.state == TaskState.SUCCEEDED:
-            self.ui.statusLabel.text = _("{name} done in {seconds:.0f} s.").format(name=task.name, seconds=task.elapsedSeconds)
-            if self._taskKind == "segment":
-                task.result.CreateClosedSurfaceRepresentation()
-            elif self._taskKind == "reconstruct" and self._parameterNode:
-                showSideBySide(self._parameterNode.inputVolume, task.result[0])
+            status = results.runSummary(task.name, task.elapsedSeconds, results.deviceFromMessages(task.progressMessages))
+            if self._taskKind == "reconstruct" and self._parameterNode:
+                reconstruction, errorMap = task.result
+                showReconstruction(self._parameterNode.inputVolume, reconstruction, errorMap)
+                status += " " + results.formatReconstructionMetrics(task.details.get("metrics", {})) + "."
             elif self._taskKind == "finetune":
                 if self.ui.modelComboBox.findText(task.result) < 0:
                     self.ui.modelComboBox.addItem(task.result)
                 self.ui.modelComboBox.setCurrentText(task.result)
+            self.ui.statusLabel.text = status
         elif task.state == TaskState.CANCELLED:
             self.ui.statusLabel.text = _("Cancelled; nothing was changed.")
         else:
@@ -340,13 +436,16 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGui()
 
 
-def showSideBySide(leftVolume, rightVolume) -> None:
-    """Side-by-side layout: ``leftVolume`` in the red view, ``rightVolume`` in the yellow view, linked."""
+def showReconstruction(inputVolume, reconstruction, errorMap) -> None:
+    """Side-by-side layout as :func:`PUMITSlicerLib.results.reconstructionViews` says: the input in Red,
+    the reconstruction in Yellow with the error map over it; views linked."""
     layoutManager = slicer.app.layoutManager()
     layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-    for viewName, volume in (("Red", leftVolume), ("Yellow", rightVolume)):
+    for viewName, view in results.reconstructionViews(inputVolume, reconstruction, errorMap).items():
         compositeNode = layoutManager.sliceWidget(viewName).mrmlSliceCompositeNode()
-        compositeNode.SetBackgroundVolumeID(volume.GetID() if volume else None)
+        compositeNode.SetBackgroundVolumeID(view["background"])
+        compositeNode.SetForegroundVolumeID(view["foreground"])
+        compositeNode.SetForegroundOpacity(view["opacity"])
         compositeNode.SetLinkedControl(True)
     slicer.util.resetSliceViews()
 
@@ -368,26 +467,33 @@ class PUMITSlicerLogic(ScriptedLoadableModuleLogic, PUMITLogic):
         return PUMITSlicerParameterNode(super().getParameterNode())
 
     def segment(self, parameters: PUMITSlicerParameterNode) -> Task:
-        """Segment ``parameters.inputVolume``; on success ``parameters.outputSegmentation`` is the result."""
+        """Segment ``parameters.inputVolume``; on success ``parameters.outputSegmentation`` is the result,
+        shown in 3D when ``parameters.show3D``."""
         task = self.startSegmentation(
             parameters.inputVolume, parameters.modelId, outputSegmentation=parameters.outputSegmentation,
             device=parameters.device, overlap=parameters.overlap, swBatch=parameters.swBatch)
-        task.finishedCallbacks.append(lambda t: _ifSucceeded(t, lambda: setattr(parameters, "outputSegmentation", t.result)))
+
+        def done(t: Task) -> None:
+            parameters.outputSegmentation = t.result
+            results.applyShow3D(t.result, parameters.show3D)
+
+        task.finishedCallbacks.append(lambda t: _ifSucceeded(t, lambda: done(t)))
         return task
 
     def reconstruct(self, parameters: PUMITSlicerParameterNode) -> Task:
-        """Reconstruct ``parameters.inputVolume``; on success ``parameters.reconstructedVolume`` is the result."""
+        """Reconstruct ``parameters.inputVolume`` with the modality of ``parameters.reconstructModality``
+        (``auto``: the volume's); on success ``parameters.reconstructedVolume`` is the result."""
+        modality = results.reconstructionModality(parameters.reconstructModality, parameters.inputVolume)
         task = self.startReconstruction(parameters.inputVolume, parameters.tokenizerId, device=parameters.device,
-                                        errorMap=parameters.computeErrorMap, modality=parameters.modality)
+                                        errorMap=parameters.computeErrorMap, modality=modality)
         task.finishedCallbacks.append(lambda t: _ifSucceeded(t, lambda: setattr(parameters, "reconstructedVolume", t.result[0])))
         return task
 
     def fineTune(self, parameters: PUMITSlicerParameterNode) -> Task:
         """Fine-tune ``parameters.modelId`` on the selected pairs; on success the new version is selected."""
-        volumes, segmentations = parameters.fineTuneVolumes, parameters.fineTuneSegmentations
-        if len(volumes) != len(segmentations):
-            raise PUMITSlicerError("Each training volume needs exactly one segmentation.")
-        task = self.startFineTuning(list(zip(volumes, segmentations)), parameters.modelId, parameters.fineTuneName,
+        from PUMITSlicerLib.pairs import pairs
+
+        task = self.startFineTuning(pairs(parameters), parameters.modelId, parameters.fineTuneName,
                                     epochs=parameters.fineTuneEpochs, device=parameters.device, modality=parameters.modality)
         task.finishedCallbacks.append(lambda t: _ifSucceeded(t, lambda: setattr(parameters, "modelId", t.result)))
         return task

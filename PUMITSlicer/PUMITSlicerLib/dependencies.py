@@ -57,14 +57,30 @@ def missingDependencies(training: bool = False) -> list[str]:
     return [r for r in [TORCH_REQUIREMENT] + requirementLines(training) if not _satisfied(r)]
 
 
-def ensureDependencies(confirm: Callable[[str], bool], training: bool = False) -> bool:
+def installSteps(training: bool = False) -> list[str]:
+    """What :func:`ensureDependencies` would install, one line per step (empty: nothing missing)."""
+    missing = missingDependencies(training)
+    steps = []
+    if TORCH_REQUIREMENT in missing:
+        steps.append("PyTorch (through the PyTorch extension, with the CUDA build matching the GPU driver; several GB)")
+    others = [r for r in missing if r != TORCH_REQUIREMENT]
+    if others:
+        steps.append("Python packages: " + ", ".join(others))
+    return steps
+
+
+def ensureDependencies(confirm: Callable[[str], bool], training: bool = False,
+                       progress: Callable[[int, int, str], None] | None = None) -> bool:
     """Install what is missing after ``confirm(message)`` returned True. Returns True when all is installed.
 
-    ``confirm`` is the widget's dialog (e.g. ``slicer.util.confirmOkCancelDisplay``).
+    ``confirm`` is the widget's dialog (e.g. ``slicer.util.confirmOkCancelDisplay``); ``progress(step,
+    steps, text)`` is called before each install step and once at the end (``step == steps``), so the widget
+    can show a progress dialog (pip's own output goes to Slicer's Python console).
     """
-    missing = missingDependencies(training)
-    if not missing:
+    steps = installSteps(training)
+    if not steps:
         return True
+    missing = missingDependencies(training)
     message = (
         "PUMITSlicer needs these Python packages, which will be downloaded and installed into Slicer's "
         "Python (several GB for PyTorch with GPU support; this can take minutes):\n\n  "
@@ -76,7 +92,11 @@ def ensureDependencies(confirm: Callable[[str], bool], training: bool = False) -
         return False
     import slicer
 
+    report = progress or (lambda step, total, text: logger.info("[%d/%d] %s", step + 1, total, text))
+    step = 0
     if not _satisfied(TORCH_REQUIREMENT):
+        report(step, len(steps), "Installing " + steps[step])
+        step += 1
         try:
             import PyTorchUtils
         except ImportError as e:
@@ -85,6 +105,8 @@ def ensureDependencies(confirm: Callable[[str], bool], training: bool = False) -
         if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_VERSION_REQUIREMENT) is None:
             return False
     if any(not _satisfied(r) for r in requirementLines(training)):
+        report(step, len(steps), "Installing " + steps[step])
+        step += 1
         try:
             from slicer import packaging
         except ImportError:  # Slicer < 5.11
@@ -94,4 +116,5 @@ def ensureDependencies(confirm: Callable[[str], bool], training: bool = False) -
             for path in requirementFiles(training):
                 requirements += packaging.load_requirements(path)
             packaging.pip_ensure(requirements, prompt_install=False, requester="PUMITSlicer")
+    report(len(steps), len(steps), "Done")
     return not missingDependencies(training)

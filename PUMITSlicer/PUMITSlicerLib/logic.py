@@ -33,6 +33,7 @@ import vtk
 from PUMITSlicerLib.dataset import TrainingPair, writeTrainingDataset
 from PUMITSlicerLib.errors import PUMITSlicerError, errorDetail
 from PUMITSlicerLib.process import ProgressEvent
+from PUMITSlicerLib.results import placeNextToInput, reconstructionMetrics
 from PUMITSlicerLib.segmentations import importLabelmap, readLabelSidecar, sidecarPath
 from PUMITSlicerLib.tasks import Task
 from PUMITSlicerLib.volumes import (
@@ -230,8 +231,11 @@ class PUMITLogic:
             model, labels = readLabelSidecar(sidecarPath(output))
             self._requireInScene(inputVolume, "input volume")
             target = outputSegmentation if outputSegmentation is not None and outputSegmentation.GetScene() is self.scene else None
-            return importLabelmap(self.scene, labelNode, labels, inputVolume, outputSegmentation=target,
+            node = importLabelmap(self.scene, labelNode, labels, inputVolume, outputSegmentation=target,
                                   modelId=model or modelId)
+            if target is None:
+                placeNextToInput(inputVolume, node)
+            return node
 
         return self._launch("Segmentation", arguments, workDir, onSuccess)
 
@@ -261,6 +265,7 @@ class PUMITLogic:
         def onSuccess(task: Task):
             results = [self._readResult(path, geometry, dims, what) for path, what in
                        ((output, "reconstruction"), (errorOutput, "error map"))[: 2 if errorMap else 1]]
+            task.details["metrics"] = reconstructionMetrics(task.lastProgress.data if task.lastProgress else None, output)
             self._requireInScene(inputVolume, "input volume")
             added = []
             try:
@@ -270,6 +275,8 @@ class PUMITLogic:
                 _matchDisplay(inputVolume, added[0])
                 if len(added) > 1:
                     _showAsHeatMap(added[1])
+                for node in added:
+                    placeNextToInput(inputVolume, node)
             except Exception:
                 for node in added:
                     self.scene.RemoveNode(node)

@@ -65,6 +65,10 @@ class Task:
         self.result: Any = None
         self.errorMessage = ""
         self.lastProgress: ProgressEvent | None = None
+        #: Messages of the progress events (the last 200): where pumit says which device it runs on.
+        self.progressMessages: deque[str] = deque(maxlen=200)
+        #: What ``onSuccess`` learnt besides the result (e.g. reconstruction ``metrics``).
+        self.details: dict[str, Any] = {}
         self.stderrTail: deque[str] = deque(maxlen=200)
         self.progressCallbacks: list[Callable[[ProgressEvent], None]] = []
         self.finishedCallbacks: list[Callable[[Task], None]] = []
@@ -112,6 +116,7 @@ class Task:
         for line in self.process.drain():
             if line.progress is not None:
                 self.lastProgress = line.progress
+                self.progressMessages.append(line.progress.message or "")
                 for callback in list(self.progressCallbacks):
                     callback(line.progress)
             elif line.stream == "stderr":  # library chatter; its tail is logged if the run fails

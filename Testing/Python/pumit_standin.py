@@ -5,7 +5,8 @@ process (the end-to-end tests use the real CLI):
 
 * ``segment INPUT -o OUT --model M ...``: label 1 ("bright") where the input is above its mean, written
   with the input's exact geometry, plus the ``.labels.json`` sidecar;
-* ``reconstruct INPUT -o OUT --tokenizer T [--error-map E] [--modality M]``: OUT = INPUT + 1, E = |OUT - INPUT|;
+* ``reconstruct INPUT -o OUT --tokenizer T [--error-map E] [--modality M]``: OUT = INPUT + 1, E = |OUT - INPUT|,
+  and the ``<stem>.recon.json`` sidecar with the ``metrics`` of that answer (no ``ssim``);
 * ``train segment --data D --name N --epochs K``: checks the MSD dataset, prints epoch/Dice lines,
   reports ``N-v1.0.0``.
 
@@ -15,6 +16,7 @@ grandchild (prints ``{"stage": "child", "pid": ...}``), ``STANDIN_FAIL="CODE:MES
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -84,6 +86,14 @@ def main():
         sitk.WriteImage(image + 1.0, a.output)
         if a.error_map:
             sitk.WriteImage(sitk.Abs((image + 1.0) - image), a.error_map)
+        voxels = sitk.GetArrayFromImage(image).astype("float64")
+        variance, peak = float(voxels.var()), float(voxels.max() - voxels.min())  # MSE of input + 1 is 1
+        metrics = {"pearson": 1.0, "std_ratio": 1.0, "psnr_db": 20 * math.log10(peak),
+                   "psnr_constant_db": 10 * math.log10(peak * peak / variance), "psnr_gain_db": 10 * math.log10(variance)}
+        out = Path(a.output)
+        stem = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
+        out.with_name(stem + ".recon.json").write_text(json.dumps({"model": a.tokenizer, "modality": a.modality,
+                                                                   "metrics": metrics}))
     elif args.command == "train":
         sub.add_argument("task", choices=["segment"])
         sub.add_argument("--data", required=True)
