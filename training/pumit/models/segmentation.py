@@ -7,6 +7,18 @@ provides levels ``0 … p−3`` at full detail. A U-Net decoder then upsamples l
 transposed convs whose depth stride is chosen to land exactly on each skip's grid (so anisotropic
 depth is never over-upsampled), concatenates the skip and applies two SAC 3³ conv blocks.
 
+Two decoders (``SegmenterConfig.decoder``; a config without the field is ``"unet"``, the original):
+
+* ``"unet"`` — as above: the adapters upsample at the ViT width, every decoder level concatenates its
+  skip and runs two SAC 3³ conv blocks, the stem runs two conv blocks per level.
+* ``"light"`` — the same levels and spacing rules, with the cost moved away from full resolution:
+  each adapter first projects the ViT width to its level's channels (1×1) and upsamples *after* that;
+  the ViT-derived levels (``p−2 … p``) concatenate their skip and run **one** conv block; the stem
+  levels (``0 … p−3``, full and half resolution) are narrow (default 8/16 channels), run one conv
+  block each, and are merged in the decoder by **addition** + one conv block (a light learned
+  upsampling). Per 64×128×128 window of a ViT-B it costs a small fraction of the U-Net decoder's
+  FLOPs (``docs/benchmarks.md``); the ViT (and so any pre-trained ViT checkpoint) is identical.
+
 Input ``(B, C, D, H, W)`` with spacing; output logits ``(B, num_classes, D, H, W)``. The input size must
 be divisible by :meth:`SpadViTSegmenter.required_divisor` (in-plane ``2P``; depth as the DA allows).
 """
@@ -35,15 +47,39 @@ def default_feature_layers(depth: int) -> tuple[int, ...]:
     return tuple(int(round(depth * k / 4)) - 1 for k in range(1, 5))
 
 
+#: Decoder designs (see the module docstring); a saved config without ``decoder`` is ``"unet"``.
+DECODERS: tuple[str, ...] = ("unet", "light")
+
+#: Default channels per decoder: (adapter levels p-2 … p+1, stem levels 0 … p-3).
+DEFAULT_CHANNELS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "unet": ((128, 256, 512, 512), (32, 64)),
+    "light": ((32, 64, 128, 256), (8, 16)),
+}
+
+
 @dataclass
 class SegmenterConfig:
+    """Segmenter architecture. ``adapter_channels`` / ``stem_channels`` ``None`` = the decoder's defaults
+    (:data:`DEFAULT_CHANNELS`)."""
+
     vit: ViTConfig = field(default_factory=ViTConfig)
     num_classes: int = 2
     feature_layers: tuple[int, ...] | None = None
-    adapter_channels: tuple[int, int, int, int] = (128, 256, 512, 512)
-    stem_channels: tuple[int, ...] = (32, 64)
+    adapter_channels: tuple[int, int, int, int] | None = None
+    stem_channels: tuple[int, ...] | None = None
+    decoder: str = "unet"
 
     def __post_init__(self) -> None:
+        self.decoder = str(self.decoder or "unet").lower()
+        if self.decoder not in DECODERS:
+            raise InputError(f"unknown segmentation decoder {self.decoder!r}; choose one of {', '.join(DECODERS)}")
+        default_adapter, default_stem = DEFAULT_CHANNELS[self.decoder]
+        if self.adapter_channels is None:
+            self.adapter_channels = default_adapter  # type: ignore[assignment]
+        if self.stem_channels is None:
+            self.stem_channels = default_stem
+        if len(tuple(self.adapter_channels)) != 4 or min(self.adapter_channels) < 1:  # type: ignore[arg-type]
+            raise InputError(f"adapter_channels needs 4 positive values, got {self.adapter_channels}")
         p = int(math.log2(self.vit.patch_size))
         if p < 2:
             raise InputError(f"segmentation needs patch_size >= 4, got {self.vit.patch_size}")
@@ -63,7 +99,8 @@ class SegmenterConfig:
             "num_classes": self.num_classes,
             "feature_layers": list(self.feature_layers or ()),
             "adapter_channels": list(self.adapter_channels),
-            "stem_channels": list(self.stem_channels),
+            "stem_channels": list(self.stem_channels or ()),
+            "decoder": self.decoder,
         }
 
     @classmethod
@@ -73,6 +110,10 @@ class SegmenterConfig:
         for k in ("feature_layers", "adapter_channels", "stem_channels"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
+        d.setdefault("decoder", "unet")  # configs saved before the light decoder existed
+        if d["decoder"] == "unet":  # old configs always carry their channels; keep the old defaults otherwise
+            d.setdefault("adapter_channels", DEFAULT_CHANNELS["unet"][0])
+            d.setdefault("stem_channels", DEFAULT_CHANNELS["unet"][1])
         return cls(**d)
 
 
@@ -115,8 +156,62 @@ class _UpBlock(nn.Module):
         return self.conv2(x, s)
 
 
+class _LightAdapter(nn.Module):
+    """One ViT tap → one level, projecting first: norm → 1×1 to ``out_channels`` → ``ups`` SAC ×2
+    upsamplings at that width (GELU between), or a SAC max-pool (``ups = −1``)."""
+
+    def __init__(self, dim: int, out_channels: int, ups: int):
+        super().__init__()
+        self.norm = ChannelLayerNorm(dim, eps=1e-6)
+        self.lateral = nn.Conv3d(dim, out_channels, 1)
+        self.ups = nn.ModuleList(SACUpsample(out_channels, out_channels, 2) for _ in range(max(ups, 0)))
+        self.act = nn.GELU()
+        self.pool = SACMaxPool(2) if ups < 0 else None
+
+    def forward(self, x: torch.Tensor, spacing: Spacing, targets: list[float]) -> tuple[torch.Tensor, Spacing]:
+        x = self.lateral(self.norm(x))
+        for i, up in enumerate(self.ups):
+            x, spacing = up(self.act(x), spacing, targets[i])
+        if self.pool is not None:
+            x, spacing = self.pool(x, spacing)
+        return x, spacing
+
+
+class _LightUpBlock(nn.Module):
+    """SAC ×2 upsampling → merge the skip (concatenation, or addition for ``add``) → one SAC conv block."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, add: bool):
+        super().__init__()
+        if add and skip_channels != out_channels:
+            raise ValueError(f"an additive skip needs {out_channels} channels, got {skip_channels}")
+        self.add = add
+        self.up = SACUpsample(in_channels, out_channels, 2)
+        self.conv = SACConvBlock(out_channels if add else out_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, spacing: Spacing, skip: torch.Tensor, skip_spacing: Spacing) -> tuple[torch.Tensor, Spacing]:
+        x, s = self.up(x, spacing, skip_spacing[0])
+        if x.shape[2:] != skip.shape[2:]:  # a bug, not a user error: the SAC rule must land on the skip grid
+            raise RuntimeError(f"decoder level {tuple(x.shape[2:])} does not match skip {tuple(skip.shape[2:])}")
+        return self.conv(x + skip if self.add else torch.cat([x, skip], dim=1), s)
+
+
+def _build_stem(decoder: str, in_channels: int, channels: tuple[int, ...]) -> nn.ModuleList:
+    """Stem levels 0 … p−3. ``unet``: two conv blocks per level (level ≥ 1 starts with a SAC ×2
+    downsampling); ``light``: level 0 one conv block, level ≥ 1 a SAC ×2 downsampling + one conv block."""
+    stem: list[nn.Module] = []
+    prev = in_channels
+    for lvl, c in enumerate(channels):
+        if decoder == "light":
+            first: nn.Module = SACDownsample(prev, c, 2) if lvl else SACConvBlock(prev, c)
+            stem.append(nn.ModuleList([first, SACConvBlock(c, c)] if lvl else [first]))
+        else:
+            stem.append(nn.ModuleList([SACDownsample(prev, c, 2) if lvl else SACConvBlock(prev, c), SACConvBlock(c, c)]))
+        prev = c
+    return nn.ModuleList(stem)
+
+
 class SpadViTSegmenter(nn.Module):
-    """SPAD-ViT + hierarchical adapter + SAC U-Net decoder (see module docstring)."""
+    """SPAD-ViT + hierarchical adapter + SAC decoder (``config.decoder``: ``unet`` or ``light``; see module docstring)."""
 
     model_type = "segmentation"
 
@@ -128,14 +223,16 @@ class SpadViTSegmenter(nn.Module):
         self.num_levels = p + 2
         chans = list(cfg.stem_channels) + list(cfg.adapter_channels)  # channels per level 0 … p+1
         self.level_channels = chans
-        stem: list[nn.Module] = []
-        prev = cfg.vit.in_channels
-        for lvl, c in enumerate(cfg.stem_channels):
-            stem.append(nn.ModuleList([SACDownsample(prev, c, 2) if lvl else SACConvBlock(prev, c), SACConvBlock(c, c)]))
-            prev = c
-        self.stem = nn.ModuleList(stem)
-        self.adapters = nn.ModuleList(_Adapter(cfg.vit.embed_dim, c, ups) for c, ups in zip(cfg.adapter_channels, (2, 1, 0, -1)))
-        self.decoder = nn.ModuleList(_UpBlock(chans[lvl + 1], chans[lvl], chans[lvl]) for lvl in range(self.num_levels - 1))
+        self.stem = _build_stem(cfg.decoder, cfg.vit.in_channels, tuple(cfg.stem_channels or ()))
+        adapter = _LightAdapter if cfg.decoder == "light" else _Adapter
+        self.adapters = nn.ModuleList(adapter(cfg.vit.embed_dim, c, ups) for c, ups in zip(cfg.adapter_channels, (2, 1, 0, -1)))
+        n_stem = len(cfg.stem_channels or ())
+        if cfg.decoder == "light":
+            blocks: list[nn.Module] = [_LightUpBlock(chans[lvl + 1], chans[lvl], chans[lvl], add=lvl < n_stem)
+                                       for lvl in range(self.num_levels - 1)]
+        else:
+            blocks = [_UpBlock(chans[lvl + 1], chans[lvl], chans[lvl]) for lvl in range(self.num_levels - 1)]
+        self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv3d(chans[0], cfg.num_classes, 1)
 
     @property
@@ -166,9 +263,9 @@ class SpadViTSegmenter(nn.Module):
         sp = self.level_spacings(s)
         feats: list[torch.Tensor] = []
         h, cur = x, s
-        for lvl, (first, second) in enumerate(self.stem):
-            h, cur = first(h, cur)
-            h, cur = second(h, cur)
+        for level in self.stem:
+            for layer in level:
+                h, cur = layer(h, cur)
             feats.append(h)
         _, grid, taps = self.vit.forward_features(x, s, return_layers=self.config.feature_layers)
         p = self.num_levels - 2

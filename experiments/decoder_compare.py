@@ -1,0 +1,205 @@
+"""Like-for-like segmentation decoder comparison (issue 13): SPAD-ViT + U-Net decoder (``unet``), SPAD-ViT +
+light decoder (``light``), MONAI DynUNet configured like nnU-Net 3d_fullres, and MONAI UNETR.
+
+Every arm goes through **the code of** ``pumit train segment``: the same :class:`SegmentationDataModule`
+(pre-processing, resampling, random crops with the same foreground ratio, the same seed and data order),
+the same :class:`SegmentationModule` (DiceCE loss, AdamW + warm-up + cosine, sliding-window validation Dice)
+and :func:`pumit.training.run.build_trainer` (the same Lightning ``Trainer`` settings: steps, clipping,
+precision). Only the network differs; the baselines are wrapped to take ``(x, spacing)`` and ignore the
+spacing. Each arm trains for the same number of steps at each learning rate of a small search and is
+validated once at the end (the reported Dice is that last model; there is no checkpoint selection).
+
+    python experiments/decoder_compare.py --config experiments/configs/decoder_hippocampus.yaml \\
+        --data runs/data/hippo13/manifest_frac100.jsonl --out experiments/results/decoder-hippocampus.json \\
+        [--arms light unet dynunet unetr] [--lrs 0.001 0.003]
+
+Results are appended per run (``--out``; a run already in the file is skipped), so the script can be
+stopped and restarted. ``OMP_NUM_THREADS`` should be set by the caller (1 on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "training"))
+
+ARMS = ("light", "unet", "dynunet", "unetr")
+
+
+class SpacingIgnoring(nn.Module):
+    """A MONAI network behind the segmenter interface: ``forward(x, spacing)``, ``total_stride``."""
+
+    model_type = "segmentation"
+
+    def __init__(self, net: nn.Module, total_stride: int, num_classes: int):
+        super().__init__()
+        self.net = net
+        self.total_stride = total_stride
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor, spacing: Any) -> torch.Tensor:  # noqa: ARG002 - spacing-unaware
+        return self.net(x)
+
+
+def nnunet_dynunet(in_channels: int, num_classes: int, roi: tuple[int, int, int], spacing: tuple[float, float, float],
+                   max_filters: int = 320) -> tuple[nn.Module, int]:
+    """A DynUNet with nnU-Net 3d_fullres planning rules: 3³ kernels (1×3×3 while an axis is > 2× coarser),
+    stride-2 downsampling of an axis while its spacing is ≤ 2× the finest and it stays ≥ 4 voxels,
+    filters 32·2^k capped at ``max_filters``, instance norm + LeakyReLU, no deep supervision at inference.
+    Returns the network and its in-plane total stride."""
+    from monai.networks.nets import DynUNet
+
+    size, sp = list(roi), list(spacing)
+    kernels, strides = [], [[1, 1, 1]]
+    kernels.append([3 if s <= 2 * min(sp) else 1 for s in sp])
+    while True:
+        st = [2 if (s <= 2 * min(sp) and n // 2 >= 4) else 1 for s, n in zip(sp, size)]
+        if sum(v == 2 for v in st) == 0 or len(strides) >= 6:
+            break
+        strides.append(st)
+        size = [n // v for n, v in zip(size, st)]
+        sp = [s * v for s, v in zip(sp, st)]
+        kernels.append([3 if s <= 2 * min(sp) else 1 for s in sp])
+    filters = [min(32 * 2 ** i, max_filters) for i in range(len(strides))]
+    net = DynUNet(3, in_channels, num_classes, kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:],
+                  filters=filters, norm_name="instance", deep_supervision=False, res_block=False)
+    total = 1
+    for st in strides:
+        total *= st[1]
+    return net, total
+
+
+def monai_unetr(in_channels: int, num_classes: int, roi: tuple[int, int, int], hidden: int, heads: int) -> nn.Module:
+    from monai.networks.nets import UNETR
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.baselines import enable_sdpa
+
+    net = UNETR(in_channels=in_channels, out_channels=num_classes, img_size=roi, feature_size=16, hidden_size=hidden,
+                mlp_dim=4 * hidden, num_heads=heads)
+    enable_sdpa(net)
+    return net
+
+
+def window_gflops(model: nn.Module, roi: tuple[int, int, int], spacing: tuple[float, ...], in_channels: int) -> float:
+    """Forward GFLOP of one ``roi`` window (``torch.utils.flop_counter`` on a meta-device copy)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.empty((1, in_channels, *roi), device="meta"), spacing)
+    return counter.get_total_flops() / 1e9
+
+
+def build_arm(arm: str, cfg: dict[str, Any], labels: dict[str, str], in_channels: int, roi: tuple[int, int, int],
+              spacing: tuple[float, float, float]) -> nn.Module:
+    from pumit.training.segmentation import build_segmenter
+
+    n = len(labels)
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    if arm in ("light", "unet"):
+        sub = dict(cfg, decoder=arm)
+        if arm == "unet":
+            sub["adapter_channels"], sub["stem_channels"] = cfg.get("unet_adapter_channels"), cfg.get("unet_stem_channels")
+        else:
+            sub["adapter_channels"], sub["stem_channels"] = cfg.get("light_adapter_channels"), cfg.get("light_stem_channels")
+        return build_segmenter(sub, labels, in_channels)
+    if arm == "dynunet":
+        net, stride = nnunet_dynunet(in_channels, n, roi, spacing)
+        return SpacingIgnoring(net, max(stride, 16), n)
+    if arm == "unetr":
+        return SpacingIgnoring(monai_unetr(in_channels, n, roi, int(cfg["embed_dim"]), int(cfg["num_heads"])), 16, n)
+    raise SystemExit(f"unknown arm {arm!r}; choose from {ARMS}")
+
+
+def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    import lightning.pytorch as pl
+
+    from pumit.training.datamodules import SegmentationDataModule
+    from pumit.training.run import build_trainer
+    from pumit.training.segmentation import SegmentationModule
+
+    cfg = dict(cfg, lr=lr)
+    run_dir = work / f"{arm}-lr{lr:g}"
+    pl.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
+    dm = SegmentationDataModule(cfg, work / "data")
+    dm.prepare()
+    roi = tuple(int(v) for v in cfg["roi"])
+    model = build_arm(arm, cfg, dm.labels, dm.in_channels, roi, dm.target_spacing)  # type: ignore[arg-type]
+    gflops = window_gflops(model, roi, dm.target_spacing, dm.in_channels)
+    module = SegmentationModule(cfg, dm.labels, dm.target_spacing, dm.in_channels, model=model,  # type: ignore[arg-type]
+                                median_shape=dm.median_shape)
+    dm.set_roi(module.roi)
+    pl.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
+    trainer, _, _ = build_trainer(cfg, run_dir, module, has_val=dm.has_val)
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.fit(module, datamodule=dm)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return {
+        "arm": arm, "lr": lr, "steps": int(trainer.global_step), "seed": int(cfg.get("seed", 0)), "roi": list(roi),
+        "spacing_mm": list(dm.target_spacing), "n_train": len(dm._train_records),
+        "n_val": len(dm.val_set) if dm.val_set is not None else 0,
+        "dice_mean": m.get("val/dice"), "dice": {k.split("/", 2)[2]: v for k, v in m.items() if k.startswith("val/dice/")},
+        "val_loss": m.get("val/loss"), "final_train_loss": m.get("train/loss"),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3), "gflops_per_train_window": round(gflops, 3),
+        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "threads": torch.get_num_threads(),
+        "loadavg_end": list(os.getloadavg()), "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML of pumit train segment options (+ the *_channels of each arm)")
+    ap.add_argument("--data", required=True, help="dataset folder or manifest (as pumit train segment --data)")
+    ap.add_argument("--out", required=True, help="results JSON (runs are appended; existing ones skipped)")
+    ap.add_argument("--work", default="runs/decoder-compare", help="run folders and the prepared data")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS))
+    ap.add_argument("--lrs", nargs="+", type=float, default=None, help="learning rates (default: the config's lrs)")
+    ap.add_argument("--max-steps", type=int, default=None)
+    args = ap.parse_args(argv)
+    import yaml
+
+    from pumit.training.options import resolve_config
+
+    raw = yaml.safe_load(Path(args.config).read_text())
+    extra = {k: raw.pop(k) for k in list(raw) if k.startswith(("unet_", "light_")) or k in ("lrs", "dataset")}
+    cfg = resolve_config("segment", None, {**raw, "data": args.data, "progress": "none"})
+    cfg.update(extra)
+    if args.max_steps:
+        cfg["max_steps"] = cfg["val_check_interval"] = args.max_steps
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {"config": {}, "runs": []}
+    results["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if k != "data"}
+    results["config"]["data"] = str(args.data)
+    done = {(r["arm"], r["lr"]) for r in results["runs"]}
+    work = Path(args.work)
+    for lr in args.lrs or extra.get("lrs", [cfg["lr"]]):
+        for arm in args.arms:
+            if (arm, float(lr)) in done:
+                continue
+            r = run_one(arm, float(lr), cfg, work)
+            print(json.dumps(r), flush=True)
+            results["runs"].append(r)
+            tmp = out.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+            tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
