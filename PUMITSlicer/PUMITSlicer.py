@@ -54,7 +54,7 @@ class PUMITSlicer(ScriptedLoadableModule):
             "Segment a volume, view its tokenizer reconstruction, or fine-tune a model on your own segmentations "
             "with spacing-aware PUMIT / SPAD-Net models. Models run in a separate process on the GPU or CPU; "
             "Apply turns into Cancel while running. See the "
-            '<a href="https://github.com/PUMITSlicer/PUMITSlicer/blob/main/docs/slicer.md">user guide</a>.')
+            '<a href="https://github.com/PUMITSlicer/SlicerPUMIT/blob/main/docs/slicer.md">user guide</a>.')
         self.parent.acknowledgementText = _(
             "Based on PUMIT / SPAD-Nets by Luo et al.: 'Pre-trained Universal Medical Image Transformer' (AAAI 2024) "
             "and 'Building Universal Foundation Models for Medical Image Analysis with Spatially Adaptive Networks' "

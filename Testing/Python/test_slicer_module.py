@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 
+import pytest
 from PIL import Image
 from pumitslicer_testing import HERE, REPO
 
@@ -76,15 +77,63 @@ def test_cmake_lists_every_module_file_and_resource():
     assert "add_subdirectory(PUMITSlicer)" in top and "find_package(Slicer REQUIRED)" in top
 
 
-def test_extensions_index_entry_matches_cmake():
+#: The extension's GitHub repository (a placeholder until it exists); the Extensions Index wants "Slicer" in
+#: repository names (ExtensionsIndex scripts/check_description_files.py, check_git_repository_name).
+REPOSITORY = "PUMITSlicer/SlicerPUMIT"
+
+
+def cmakeValue(name: str) -> str:
+    return re.search(rf'set\({name} "([^"]*)"\)', (REPO / "CMakeLists.txt").read_text()).group(1)
+
+
+def test_extensions_index_entry_validates_against_the_catalog_schema():
+    """PUMITSlicer.json against the ExtensionsIndex catalog-entry schema (a copy in Testing/, see its $comment)."""
     entry = json.loads((REPO / "PUMITSlicer.json").read_text())
-    allowed = {"$schema", "build_dependencies", "build_subdirectory", "category", "scm_revision", "scm_type", "scm_url", "tier"}
-    assert set(entry) <= allowed and {"$schema", "category", "scm_url"} <= set(entry)
-    top = (REPO / "CMakeLists.txt").read_text()
-    depends = re.search(r'set\(EXTENSION_DEPENDS "([^"]*)"\)', top).group(1).split(";")
-    category = re.search(r'set\(EXTENSION_CATEGORY "([^"]*)"\)', top).group(1)
-    assert entry["build_dependencies"] == depends == ["PyTorch"]
-    assert entry["category"] == category and entry["tier"] in (1, 3, 5)
+    schema = json.loads((REPO / "Testing" / "slicer-extension-catalog-entry-schema-v1.0.2.json").read_text())
+    assert entry["$schema"] == schema["$id"], "the entry names the schema version it is checked against"
+    try:
+        import jsonschema
+    except ImportError:
+        pytest.skip("jsonschema is not installed (pip install jsonschema, or the training[slicer-test] extra)")
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(entry, schema)
+    broken = dict(entry, tier=7, extra="x")
+    assert len(list(jsonschema.Draft7Validator(schema).iter_errors(broken))) == 2, "the schema does reject"
+
+
+def test_extensions_index_naming_and_cmake_agree():
+    """The Index's own checks: repository named Slicer*, extension name not starting with Slicer and equal to
+    the CMake project and the JSON file name; category and dependencies as in CMakeLists.txt."""
+    entry = json.loads((REPO / "PUMITSlicer.json").read_text())
+    project = re.search(r"^project\((\w+)\)", (REPO / "CMakeLists.txt").read_text(), re.MULTILINE).group(1)
+    repository = entry["scm_url"].removeprefix("https://github.com/").removesuffix(".git")
+    assert repository == REPOSITORY and repository.split("/")[1].startswith("Slicer")
+    assert project == "PUMITSlicer" == (REPO / "PUMITSlicer.json").stem and not project.lower().startswith("slicer")
+    assert entry["build_dependencies"] == cmakeValue("EXTENSION_DEPENDS").split(";") == ["PyTorch"]
+    assert entry["category"] == cmakeValue("EXTENSION_CATEGORY") and entry["scm_type"] == "git"
+
+
+def test_extension_urls_point_to_files_of_this_repository():
+    """Homepage, icon and screenshots are URLs of the extension repository whose files exist here; the
+    screenshots are real PNGs and the homepage (docs/slicer.md) shows them."""
+    raw = f"https://raw.githubusercontent.com/{REPOSITORY}/main/"
+    urls = [cmakeValue("EXTENSION_ICONURL")] + cmakeValue("EXTENSION_SCREENSHOTURLS").split()
+    assert len(urls) >= 3
+    for url in urls:
+        assert url.startswith(raw), url
+        with Image.open(REPO / url.removeprefix(raw)) as image:
+            assert image.format == "PNG" and min(image.size) >= 128, url
+    homepage = cmakeValue("EXTENSION_HOMEPAGE")
+    assert homepage == f"https://github.com/{REPOSITORY}/blob/main/docs/slicer.md"
+    guide = (REPO / "docs" / "slicer.md").read_text()
+    for url in urls[1:]:
+        name = url.removeprefix(raw)
+        assert f"]({name.removeprefix('docs/')})" in guide or f"]({name})" in guide, f"docs/slicer.md does not show {name}"
+    import PUMITSlicer
+
+    parent = types.SimpleNamespace()
+    PUMITSlicer.PUMITSlicer(parent)
+    assert homepage in parent.helpText
 
 
 def test_icon_is_a_128_pixel_png():
