@@ -253,3 +253,26 @@ def test_import_errors_are_one_line_with_documented_codes(tmp_path, capsys):
     code, _, err = run(["import-pumit", str(bad), "--store", store], capsys)
     assert code == 3 and err.startswith("pumit: error: refusing to load") and err.count("\n") == 1
     assert ModelStore(store, builtin_dirs=[]).list() == []
+
+
+def test_fine_tuning_from_an_imported_backbone_keeps_the_published_settings(tmp_path):
+    """``pumit train segment --base-model pumit-vit-b`` builds its segmenter from the imported backbone: the
+    published eps / pos-embed rule / input convention travel into the new model, the weights are copied."""
+    from pumit.training.segmentation import build_segmenter
+
+    torch.set_num_threads(1)
+    state = vit_state_to_published(SpadViTMIM(published_vit_config(**SMALL_VIT)).state_dict())
+    ckpt = tmp_path / "pumit-b.ckpt"
+    torch.save({"state_dict": state, "global_step": 10}, ckpt)
+    store = ModelStore(tmp_path / "store", builtin_dirs=[])
+    import_pumit_checkpoint(ckpt, store=store)
+    seg = build_segmenter({"base_model": "pumit-vit-b", "store": str(store.root), "adapter_channels": [8, 8, 8, 8],
+                           "stem_channels": [4, 8]}, {"0": "background", "1": "organ"})
+    vcfg = seg.config.vit
+    assert (vcfg.norm_eps, vcfg.pos_embed_rule, vcfg.input_convention, vcfg.in_channels) == (1e-5, "area_trilinear", "imagenet", 1)
+    backbone = seg.vit.state_dict()
+    assert all(torch.equal(backbone[k], v) for k, v in state.items() if not k.startswith("mim_head."))
+    div = seg.required_divisor((1.0, 1.0, 1.0))
+    with torch.no_grad():
+        out = seg.eval()(torch.rand(1, 1, *div) * 2 - 1, (1.0, 1.0, 1.0))
+    assert out.shape == (1, 2, *div) and torch.isfinite(out).all()
