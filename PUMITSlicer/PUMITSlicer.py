@@ -142,6 +142,7 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._models: list = []  # ModelInfo rows of the model browser
         self._autoModels: dict[str, str] = {}  # model ids chosen automatically for the current volume
         self._modelsListed = False
+        self._lastInputVolume = None  # to preselect models when the input volume changes
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -165,7 +166,6 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelsTableWidget.itemSelectionChanged.connect(self.onModelRowSelected)
         self.ui.modelComboBox.currentTextChanged.connect(lambda text: self._setParameter("modelId", text))
         self.ui.tokenizerComboBox.currentTextChanged.connect(lambda text: self._setParameter("tokenizerId", text))
-        self.ui.inputVolumeSelector.currentNodeChanged.connect(lambda _node: self._chooseDefaultModels())
         self.ui.show3DCheckBox.toggled.connect(self.onShow3DToggled)
         self.ui.addPairButton.clicked.connect(self.onAddPair)
         self.ui.removePairButton.clicked.connect(self.onRemovePair)
@@ -225,6 +225,9 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:
             return
+        if p.inputVolume is not self._lastInputVolume:
+            self._lastInputVolume = p.inputVolume
+            self._chooseDefaultModels()  # may set modelId / tokenizerId (and call this method again)
         for combo, value in ((self.ui.modelComboBox, p.modelId), (self.ui.tokenizerComboBox, p.tokenizerId)):
             if combo.currentText != value:
                 combo.setCurrentText(value)
@@ -537,6 +540,8 @@ class PUMITSlicerTest(ScriptedLoadableModuleTest):
         self.test_ObliqueSegmentation()
         self.setUp()
         self.test_CancelLeavesSceneUnchanged()
+        self.setUp()
+        self.test_AddAndRemovePairs()
 
     def _logic(self, folder: str) -> "PUMITSlicerLogic":
         script = Path(folder) / "contract.py"
@@ -574,6 +579,20 @@ class PUMITSlicerTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.array_equal(mask > 0, voxels > voxels.mean()))
         self.assertEqual(events[-1].fraction, 1.0)
         self.delayDisplay("Oblique segmentation passed")
+
+    def test_AddAndRemovePairs(self) -> None:
+        """The Add pair / Remove selected logic on this Slicer's own parameterNodeWrapper (ObservedList lists)."""
+        self.delayDisplay("Adding and removing fine-tuning pairs")
+        parameters = PUMITSlicerLogic().getParameterNode()
+        volumes = [self._obliqueVolume()[0] for _ in range(2)]
+        segmentations = [slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode") for _ in range(2)]
+        for volume, segmentation in zip(volumes, segmentations):
+            addPair(parameters, volume, segmentation)
+        self.assertEqual(list(parameters.fineTuneVolumes), volumes)
+        self.assertEqual(list(parameters.fineTuneSegmentations), segmentations)
+        self.assertTrue(removePair(parameters, 0))
+        self.assertEqual(pairRows(parameters), [(volumes[1].GetName(), segmentations[1].GetName())])
+        self.delayDisplay("Pairs passed")
 
     def test_CancelLeavesSceneUnchanged(self) -> None:
         """Cancel mid-run: the process tree stops, no node is added."""
