@@ -5,7 +5,10 @@ under ``pumit/assets/demo/`` (each with its license in ``pumit/assets/demo/LICEN
 
 1. segments the hippocampus in a T1 MRI crop of MSD Task04 (a validation case of the reference model) with
    the reference segmentation model, and compares it with the expert label shipped next to it (Dice);
-2. reconstructs a spine CT and a spine T2w MRI (tptbox samples) through the reference tokenizer (PSNR);
+2. reconstructs a spine CT and a spine T2w MRI (tptbox samples, seen in the tokenizer's training) and the
+   hippocampus T1 crop (never seen by the tokenizer) through the reference tokenizer, with honest metrics
+   (Pearson, SSIM, std ratio, PSNR beside a constant image's; :mod:`pumit.metrics`); the modality of each
+   NIfTI is detected from its intensities (:func:`pumit.modality.detect_modality`);
 3. writes every output (label map + ``.labels.json``, reconstructions, error maps, per-image montages), a
    ``demo_montage.png`` overview and ``demo_summary.json`` into ``DIR``.
 
@@ -31,12 +34,15 @@ TOKENIZER = "pumit-ref-tokenizer"
 #: Demo images (file names under ``pumit/assets/demo``).
 DEMO_MRI = "hippocampus_004.nii.gz"
 DEMO_MRI_LABEL = "hippocampus_004_label.nii.gz"
-#: (title, file, modality): the modality selects the tokenizer's per-modality intensity normalization
-DEMO_RECON = (("spine CT (tptbox)", "spine_ct.nii.gz", "ct"), ("spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz", "mri"))
+#: (title, file, seen in the tokenizer's training): NIfTI names no modality, so it is detected from the
+#: intensities (CT from Hounsfield units, else MRI), which selects the tokenizer's per-modality normalization
+DEMO_RECON = (("spine CT (tptbox)", "spine_ct.nii.gz", True), ("spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz", True),
+              ("hippocampus T1 MRI (held out)", "hippocampus_004.nii.gz", False))
 
 _DESCRIPTION = """Run the out-of-the-box demo with the models and images shipped in the package (no download):
 segment the hippocampus in a T1 MRI (MSD Task04 validation case) with the reference segmentation model and
-score it against the expert label; reconstruct a spine CT and a spine MRI through the reference tokenizer.
+score it against the expert label; reconstruct a spine CT, a spine MRI and the T1 crop through the reference
+tokenizer (Pearson, SSIM, std ratio and PSNR beside a constant image's).
 Writes label map, reconstructions, error maps, montages, demo_montage.png and demo_summary.json into DIR."""
 
 
@@ -152,7 +158,8 @@ def save_overview(path: Path, seg: dict[str, Any], recons: list[dict[str, Any]])
         aspect = rec["spacing"][1] / rec["spacing"][2]
         for c, (title, im, kw) in enumerate((
             (f"{rec['title']}", a[d], dict(cmap="gray", vmin=lo, vmax=hi)),
-            (f"reconstruction (PSNR {rec['psnr_db']:.1f} dB)", b[d], dict(cmap="gray", vmin=lo, vmax=hi)),
+            (f"reconstruction (r {rec['metrics']['pearson']:.3f}, SSIM {rec['metrics']['ssim']:.2f}, "
+             f"std {rec['metrics']['std_ratio']:.2f})", b[d], dict(cmap="gray", vmin=lo, vmax=hi)),
             ("|error|", err[d], dict(cmap="magma", vmin=0, vmax=emax)),
         )):
             ax = fig.add_subplot(rows, 3, 3 * r + 1 + c)
@@ -172,6 +179,7 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
 
     from pumit.errors import InputError
     from pumit.inference import InferenceSettings, reconstruct, segment
+    from pumit.metrics import describe, rounded
 
     def say(msg: str) -> None:
         if not quiet:
@@ -190,7 +198,7 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
 
     # 1. segmentation of the shipped MRI
     mri, mri_label = _demo_file(DEMO_MRI), _demo_file(DEMO_MRI_LABEL)
-    say(f"[1/3] segmenting {mri.name} with {seg_model.name}")
+    say(f"[1/{1 + len(DEMO_RECON)}] segmenting {mri.name} with {seg_model.name}")
     t0 = time.perf_counter()
     seg_out = out / "hippocampus_004_seg.nii.gz"
     res = segment(mri, seg_out, seg_model, settings=settings)
@@ -208,20 +216,23 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
     # 2-3. reconstructions
     recons: list[dict[str, Any]] = []
     summary["reconstruction"] = []
-    for i, (title, fname, modality) in enumerate(DEMO_RECON, start=2):
+    n_steps = 1 + len(DEMO_RECON)
+    for i, (title, fname, seen) in enumerate(DEMO_RECON, start=2):
         src = _demo_file(fname)
-        stem = fname.replace(".nii.gz", "")
-        say(f"[{i}/3] reconstructing {fname} with {tok_model.name}")
+        stem = fname.replace(".nii.gz", "") + ("_tok" if fname == DEMO_MRI else "")
+        say(f"[{i}/{n_steps}] reconstructing {fname} with {tok_model.name}")
         t0 = time.perf_counter()
         rec = reconstruct(src, out / f"{stem}_recon.nii.gz", tok_model, error_map=out / f"{stem}_error.nii.gz",
-                          montage=out / f"{stem}_recon.png", settings=replace(settings, modality=modality))
-        psnr = float(rec.psnr)
+                          montage=out / f"{stem}_recon.png", settings=replace(settings, modality=None))
+        metrics = rounded(rec.metrics)
         summary["reconstruction"].append({"input": fname, "title": title, "output": f"{stem}_recon.nii.gz",
-                                          "montage": f"{stem}_recon.png", "psnr_db": round(psnr, 3),
+                                          "montage": f"{stem}_recon.png", "seen_in_tokenizer_training": seen,
+                                          "metrics": metrics, "psnr_db": metrics["psnr_db"],
+                                          "normalization": rec.normalization,
                                           "seconds": round(time.perf_counter() - t0, 2)})
-        say(f"      PSNR {psnr:.2f} dB")
+        say(f"      {describe(rec.metrics)}")
         recons.append({"title": title, "original": rec.original, "reconstructed": rec.reconstructed,
-                       "spacing": rec.spacing, "psnr_db": psnr})
+                       "spacing": rec.spacing, "metrics": rec.metrics})
 
     montage = out / "demo_montage.png"
     save_overview(montage, {"image": img, "pred": pred, "ref": ref, "dice": dice,
@@ -237,7 +248,8 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
 def run(args: argparse.Namespace) -> int:
     summary = run_demo(args.output, device=args.device, quiet=args.quiet)
     seg = summary["segmentation"]["dice_vs_expert"]["mean"]
-    psnr = ", ".join(f"{r['title']} {r['psnr_db']:.1f} dB" for r in summary["reconstruction"])
-    print(f"demo done in {summary['seconds']:.1f} s: hippocampus Dice {seg:.3f}; reconstruction PSNR {psnr}; "
+    recon = ", ".join(f"{r['title']} Pearson {r['metrics']['pearson']:.3f} (PSNR {r['metrics']['psnr_db']:.1f} dB vs "
+                      f"{r['metrics']['psnr_constant_db']:.1f} dB flat)" for r in summary["reconstruction"])
+    print(f"demo done in {summary['seconds']:.1f} s: hippocampus Dice {seg:.3f}; reconstruction {recon}; "
           f"outputs in {Path(args.output)} (overview: {Path(args.output) / summary['montage']})")
     return 0

@@ -18,7 +18,11 @@ tokens keep. OUTPUT has INPUT's geometry and intensity units (float32). Optional
 map on the token grid (--tokens; spacing = token spacing, the input's direction, origin at the centre
 of the first token so that the token grid's corner is the input's first voxel corner), the absolute
 error |input - reconstruction| (--error-map) and a PNG montage input | reconstruction | error with
-the PSNR (--montage)."""
+the metrics (--montage). Always written next to OUTPUT: OUTPUT-STEM.recon.json with the quality
+metrics (Pearson correlation, SSIM, std ratio, PSNR and the PSNR of a constant image at the input's
+mean, on the whole input in its units: CT in HU) and the intensity normalization used and why (a file
+that names no modality, e.g. NIfTI, gets one detected from its intensities: CT from Hounsfield units,
+else MRI; --modality overrides)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", metavar="PATH", default=None, help="also write the token-index map (argmax) on the token grid")
     p.add_argument("--error-map", metavar="PATH", default=None, help="also write |input - reconstruction| (float32)")
     p.add_argument("--montage", metavar="PNG", default=None,
-                   help="also write a PNG: middle slices of input | reconstruction | error, PSNR in the title")
+                   help="also write a PNG: middle slices of input | reconstruction | error, metrics in the title")
     add_input_options(p)
     add_device_options(p, windows=True, roi_required=False)
     p.set_defaults(func=run)
@@ -50,5 +54,7 @@ def run(args: argparse.Namespace) -> int:
         result = reconstruct(args.input, args.output, args.tokenizer, tokens=args.tokens, error_map=args.error_map,
                              montage=args.montage, settings=settings, progress=progress)
     if args.progress != "jsonl":
-        print(f"pumit: wrote {', '.join(str(p) for p in result.outputs)}; PSNR {result.psnr:.2f} dB", file=sys.stderr)
+        from pumit.metrics import describe
+
+        print(f"pumit: wrote {', '.join(str(p) for p in result.outputs)}; {describe(result.metrics)}", file=sys.stderr)
     return 0

@@ -9,7 +9,6 @@ Matplotlib backend of the calling process (e.g. 3D Slicer) is left alone.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +35,12 @@ def save_montage(
     spacing: Spacing,
     *,
     title: str = "",
-    psnr_db: float | None = None,
+    metrics: dict[str, float] | None = None,
 ) -> None:
     """Write the montage PNG to ``path``. ``original``/``reconstruction`` are ``(D, H, W)`` arrays in the
-    input's intensity units; ``spacing`` is model order ``(thickness, H, W)`` mm."""
+    input's intensity units; ``spacing`` is model order ``(thickness, H, W)`` mm. ``metrics``
+    (:func:`pumit.metrics.reconstruction_metrics`) go under the title: Pearson, SSIM, std ratio and the
+    PSNR beside a flat image's, never a PSNR alone."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -54,9 +55,11 @@ def save_montage(
     fig = Figure(figsize=(9.0, 3.0 * len(rows) + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     heading = title or "input | reconstruction | error"
-    if psnr_db is not None:
-        heading += f"   PSNR {psnr_db:.2f} dB" if math.isfinite(psnr_db) else "   PSNR ∞ (identical)"
-    fig.suptitle(heading, fontsize=11)
+    if metrics:
+        from pumit.metrics import describe
+
+        heading += "\n" + describe(metrics)
+    fig.suptitle(heading, fontsize=10)
     for r, ((name, a, aspect), (_, b, _), (_, e, _)) in enumerate(rows):
         for c, (img, cmap, vmin, vmax, label) in enumerate((
             (a, "gray", lo, hi, "input"),
@@ -73,5 +76,5 @@ def save_montage(
                 ax.set_ylabel(f"middle of {name}", fontsize=8)
             if c == 2:
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if metrics else 0.95))
     fig.savefig(str(path), format="png")

@@ -13,8 +13,14 @@ Pipeline (model layout ``(C, D, H, W)``, ``D`` = slice axis):
    Intensities the normalization clipped (e.g. HU outside a CT window) cannot come back: the error
    map shows them.
 
-Outputs: the reconstruction (float32), optionally the absolute error map ``|input − reconstruction|``,
-the token-index map (argmax of the soft tokens) and a PNG montage with the PSNR.
+Outputs: the reconstruction (float32), a JSON sidecar ``<stem>.recon.json`` (:func:`recon_sidecar_path`)
+with the model, the quality metrics and the normalization used and why, optionally the absolute error
+map ``|input − reconstruction|``, the token-index map (argmax of the soft tokens) and a PNG montage.
+
+Metrics (:mod:`pumit.metrics`): Pearson correlation, SSIM, std ratio and PSNR beside the PSNR of a
+constant image at the input's mean, all on the same voxels: the whole native input in its own units
+(CT in HU, including what the model's window clipped), never only inside the window. A PSNR alone
+is never reported (a flat image already scores 19–25 dB on typical scans).
 
 Token map geometry: one voxel per token, spacing = token spacing (``g`` input voxels per token on each
 axis), the input's direction, and an origin shifted so the token grid's first corner is the input's
@@ -34,7 +40,7 @@ import SimpleITK as sitk
 import torch
 
 from pumit.imageio import ModelLayout, from_model_layout
-from pumit.inference.common import psnr, run_task, stage_bounds, start_preprocess
+from pumit.inference.common import run_task, stage_bounds, start_preprocess
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.modelinfo import LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_file_output, check_image_output
@@ -42,7 +48,20 @@ from pumit.inference.preprocess import denormalize_channels, pad_to_multiple, re
 from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.inference.sliding import aligned_overlap, count_windows, fit_roi, run_sliding_window, smaller_roi
+from pumit.imageio import full_suffix
+from pumit.metrics import describe, reconstruction_metrics, rounded
 from pumit.spacing import Spacing
+
+#: Suffix of the reconstruction sidecar (``recon.nii.gz`` → ``recon.recon.json``).
+RECON_SIDECAR_SUFFIX = ".recon.json"
+
+
+def recon_sidecar_path(output: str | os.PathLike) -> Path:
+    """The JSON sidecar of a reconstruction: the output's full suffix replaced by ``.recon.json``."""
+    p = Path(output)
+    suffix = full_suffix(p)
+    stem = p.name[: len(p.name) - len(suffix)] if suffix else p.name
+    return p.with_name(stem + RECON_SIDECAR_SUFFIX)
 
 _KNOBS = "pass --roi to reconstruct in windows (or a smaller one), or use --device cuda"
 
@@ -54,7 +73,10 @@ class ReconstructionResult:
     ``reconstruction`` and ``error`` (float32, input units) have the input's exact grid; ``tokens``
     (``uint16``/``int32`` codebook indices) is on the token grid (see the module docstring).
     ``original``/``reconstructed`` are the first channel as ``(D, H, W)`` arrays in model layout
-    (for montages and metrics). ``psnr`` in dB uses the input's value range as the peak.
+    (for montages and metrics). ``metrics`` are :func:`pumit.metrics.reconstruction_metrics` over the
+    whole native input in its units; ``psnr`` (dB, the input's range as peak) is ``metrics["psnr_db"]``,
+    only meaningful beside ``metrics["psnr_constant_db"]``. ``normalization`` records the intensity
+    normalization used and why (:meth:`PreparedInput.normalization_record`).
     """
 
     reconstruction: sitk.Image
@@ -71,10 +93,14 @@ class ReconstructionResult:
     execution: str = ""
     notes: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    normalization: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"model": self.model_id, "psnr_db": None if math.isinf(self.psnr) else round(self.psnr, 4),
-                "resampled": self.resampled, "outputs": [str(p) for p in self.outputs]}
+        """JSON-ready summary (the sidecar's content)."""
+        return {"model": self.model_id, "metrics": rounded(self.metrics), "normalization": self.normalization,
+                "spacing_mm": [round(float(v), 6) for v in self.native_spacing], "resampled": self.resampled,
+                "execution": self.execution, "notes": list(self.notes), "outputs": [str(p) for p in self.outputs]}
 
 
 def token_image(
@@ -199,7 +225,8 @@ def _reconstruct(
     raw = prep.raw
     assert raw is not None
     error = np.abs(raw - recon)
-    value = psnr(raw, recon)
+    metrics = reconstruction_metrics(raw, recon)
+    value = metrics["psnr_db"]
     vector = recon.shape[0] > 1
     recon_img = from_model_layout(recon if vector else recon[0], prep.layout, image, dtype=np.float32)
     error_img = from_model_layout(error if vector else error[0], prep.layout, image, dtype=np.float32)
@@ -215,12 +242,13 @@ def _reconstruct(
             per_token_native = (1.0,) + per_token_native[1:]
         dtype = np.uint16 if int(tok.max(initial=0)) < 65536 else np.int32
         tokens_img = token_image(tok.astype(dtype), prep.layout, image, per_token_native)  # type: ignore[arg-type]
-    post.finish(f"PSNR {value:.2f} dB")
+    post.finish(describe(metrics))
     return ReconstructionResult(
         reconstruction=recon_img, error=error_img, model_id=model.model_id, psnr=value, tokens=tokens_img,
         token_spacing=tsp, original=raw[0], reconstructed=recon[0], spacing=spacing,
         native_spacing=prep.native_spacing, resampled=prep.resampled,
-        execution=used[-1].describe() if used else "", notes=list(prog.notes),
+        execution=used[-1].describe() if used else "", notes=list(prog.notes), metrics=metrics,
+        normalization=prep.normalization_record(),
     )
 
 
@@ -236,8 +264,9 @@ def reconstruct(
     progress: ProgressLike = "none",
     store: Any | None = None,
 ) -> ReconstructionResult:
-    """Reconstruct ``input`` through ``tokenizer`` and write ``output`` (input units and geometry), plus
-    optionally the token map ``tokens``, the ``error_map`` and a ``montage`` PNG; all or nothing."""
+    """Reconstruct ``input`` through ``tokenizer`` and write ``output`` (input units and geometry) and its
+    sidecar :func:`recon_sidecar_path` (metrics, normalization), plus optionally the token map ``tokens``,
+    the ``error_map`` and a ``montage`` PNG; all or nothing."""
     settings = settings or InferenceSettings()
 
     def task(prog: Progress) -> ReconstructionResult:
@@ -245,7 +274,9 @@ def reconstruct(
         tok_path = check_image_output(tokens, "--tokens") if tokens is not None else None
         err_path = check_image_output(error_map, "--error-map") if error_map is not None else None
         png_path = check_file_output(montage, (".png",), "--montage") if montage is not None else None
-        check_distinct([("-o", out), ("--tokens", tok_path), ("--error-map", err_path), ("--montage", png_path)], Path(input))
+        side = recon_sidecar_path(out)
+        check_distinct([("-o", out), ("sidecar", side), ("--tokens", tok_path), ("--error-map", err_path),
+                        ("--montage", png_path)], Path(input))
         name = tokenizer.model_id if isinstance(tokenizer, LoadedModel) else tokenizer
         prog.update("load", 0.0, f"loading tokenizer {name}")
         lm = tokenizer if isinstance(tokenizer, LoadedModel) else load_model(tokenizer, "reconstruct", store=store)
@@ -255,6 +286,7 @@ def reconstruct(
         prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
         with OutputTransaction() as tx:
             tx.add_image(result.reconstruction, out)
+            tx.add_json({"input": str(input), **result.summary()}, side)
             if tok_path is not None and result.tokens is not None:
                 tx.add_image(result.tokens, tok_path)
             if err_path is not None:
@@ -265,9 +297,9 @@ def reconstruct(
                 assert result.original is not None and result.reconstructed is not None
                 tx.add_file(lambda tmp: save_montage(
                     tmp, result.original, result.reconstructed, result.native_spacing,
-                    title=f"{Path(input).name} · {result.model_id}", psnr_db=result.psnr), png_path)
+                    title=f"{Path(input).name} · {result.model_id}", metrics=result.metrics), png_path)
             result.outputs = tx.commit()
-        prog.done(f"wrote {out} (PSNR {result.psnr:.2f} dB)")
+        prog.done(f"wrote {out} ({describe(result.metrics)})")
         return result
 
     return run_task(progress, "reconstructing", _KNOBS, task)

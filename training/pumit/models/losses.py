@@ -15,6 +15,7 @@ Perceptual network (pluggable, never downloaded):
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -123,12 +124,17 @@ class PerceptualLoss(nn.Module):
 
 
 class TokenizerLoss(nn.Module):
-    """Composition of the tokenizer's losses with the discriminator-loss gate.
+    """Composition of the tokenizer's losses with the discriminator-loss gate and a step schedule.
 
-    The GAN term (``gan_weight · −mean D(x̂)``) is applied only while
-    ``max(EMA(disc loss), last disc loss) <= gan_threshold``: a discriminator that is not (yet) good
-    enough gives no adversarial gradient (the paper found VQGAN's adaptive weight did not converge).
+    The GAN term (``gan_weight · −mean D(x̂)``) is applied only from generator step ``gan_start`` on and
+    only while ``max(EMA(disc loss), last disc loss) <= gan_threshold``: a discriminator that is not (yet)
+    good enough gives no adversarial gradient (the paper found VQGAN's adaptive weight did not converge).
     The gate state is kept in buffers so it is checkpointed.
+
+    Sharpness schedule (reconstruction first): the sharpness part of the prior regularization has weight 0
+    before step ``sharpness_start``, then rises linearly to ``sharpness_weight`` over ``sharpness_ramp``
+    steps (see :meth:`sharpness_at`). Added at full weight from step 0 it dominates the L1 gradient and
+    makes tokens one-hot before they have learnt to reconstruct (docs/results.md, tokenizer ablations).
     """
 
     def __init__(
@@ -144,6 +150,9 @@ class TokenizerLoss(nn.Module):
         sharpness_weight: float = 0.2,
         disc_channels: tuple[int, ...] = (128, 256, 512),
         max_perceptual_slices: int = 24,
+        sharpness_start: int = 0,
+        sharpness_ramp: int = 0,
+        gan_start: int = 0,
     ):
         super().__init__()
         net = build_perceptual(perceptual)
@@ -152,6 +161,8 @@ class TokenizerLoss(nn.Module):
         self.l1_weight, self.perceptual_weight, self.gan_weight = l1_weight, perceptual_weight, gan_weight
         self.gan_threshold, self.disc_ema_momentum = gan_threshold, disc_ema_momentum
         self.diversity_weight, self.sharpness_weight = diversity_weight, sharpness_weight
+        self.sharpness_start, self.sharpness_ramp = max(int(sharpness_start), 0), max(int(sharpness_ramp), 0)
+        self.gan_start = max(int(gan_start), 0)
         self.register_buffer("disc_loss_ema", torch.tensor(0.1))
         self.register_buffer("disc_loss_last", torch.tensor(0.1))
 
@@ -159,8 +170,29 @@ class TokenizerLoss(nn.Module):
     def gan_active(self) -> bool:
         return bool(torch.maximum(self.disc_loss_ema, self.disc_loss_last) <= self.gan_threshold)
 
-    def generator_loss(self, x: torch.Tensor, out: TokenizerOutput, spacing: SpacingLike) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total generator loss and its logged parts (detached)."""
+    def sharpness_at(self, step: int | None) -> float:
+        """Sharpness weight at generator step ``step`` (``None``: the full weight)."""
+        if step is None:
+            return self.sharpness_weight
+        if step < self.sharpness_start:
+            return 0.0
+        if self.sharpness_ramp == 0:
+            return self.sharpness_weight
+        return self.sharpness_weight * min(1.0, (step - self.sharpness_start + 1) / self.sharpness_ramp)
+
+    def discriminator_on(self, step: int | None) -> bool:
+        """Whether the discriminator trains at ``step`` (only with a GAN term, from ``gan_start`` on)."""
+        return self.gan_weight > 0 and (step is None or step >= self.gan_start)
+
+    def generator_loss(
+        self, x: torch.Tensor, out: TokenizerOutput, spacing: SpacingLike, step: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total generator loss at generator step ``step`` and its logged parts (detached).
+
+        Logged besides the loss terms: ``token_entropy`` (mean per-token entropy, nats), ``perplexity``
+        (``exp H(p̄)``, the effective number of codes in use), ``codes_used`` (fraction of the ``K`` codes
+        that are some token's argmax in this batch) and ``sharpness_w`` (the scheduled weight).
+        """
         l1 = (out.recon - x).abs().mean()
         total = self.l1_weight * l1
         logs = {"l1": l1}
@@ -168,15 +200,22 @@ class TokenizerLoss(nn.Module):
             p = self.perceptual(out.recon, x)
             total = total + self.perceptual_weight * p
             logs["perceptual"] = p
-        if self.gan_weight > 0 and self.gan_active:
+        gan_on = self.discriminator_on(step) and self.gan_active
+        if gan_on:
             g = generator_adversarial_loss(self.discriminator(out.recon, spacing))
             total = total + self.gan_weight * g
             logs["gan"] = g
-        reg = prior_regularization(out.probs, self.diversity_weight, self.sharpness_weight)
+        sharp_w = self.sharpness_at(step)
+        reg = prior_regularization(out.probs, self.diversity_weight, sharp_w)
         total = total + reg.loss
-        logs.update(prior=reg.loss, diversity_kl=reg.diversity_kl, token_entropy=reg.mean_token_entropy)
-        logs["gan_active"] = torch.tensor(float(self.gan_active))
-        return total, {k: v.detach() for k, v in logs.items()}
+        k = out.probs.shape[-1]
+        with torch.no_grad():
+            used = torch.unique(out.probs.detach().reshape(-1, k).argmax(-1)).numel() / k
+        logs.update(prior=reg.loss, diversity_kl=reg.diversity_kl, token_entropy=reg.mean_token_entropy,
+                    perplexity=torch.exp(math.log(k) - reg.diversity_kl), codes_used=torch.tensor(float(used)),
+                    sharpness_w=torch.tensor(float(sharp_w)))
+        logs["gan_active"] = torch.tensor(float(gan_on))
+        return total, {k_: v.detach() for k_, v in logs.items()}
 
     def discriminator_loss(self, x: torch.Tensor, recon: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Hinge loss of the discriminator on real ``x`` vs reconstruction; updates the GAN gate."""

@@ -234,6 +234,8 @@ _TOKENIZER = [
     _opt("channels", NoneOrIntList, "override the encoder channels (one per downsampling)", None,
          metavar="C1,C2,...", group="model"),
     _opt("codebook_size", NoneOrInt, "override the codebook size K", None, metavar="K", group="model"),
+    _opt("first_stride", NoneOrInt, "override the first downsampling's stride (total stride = first stride x "
+         "2^(len(channels)-1))", None, metavar="S", group="model"),
     _opt("perceptual", str, "perceptual network: random (frozen random VGG16), none, or a VGG16 weights file "
          "(.safetensors / .pth)", "random", metavar="random|none|FILE", group="loss"),
     _opt("l1_weight", float, "weight of the L1 reconstruction loss", 1.0, group="loss"),
@@ -245,6 +247,12 @@ _TOKENIZER = [
          group="loss"),
     _opt("sharpness_weight", float, "prior regularization: weight of -mean KL(token distribution || uniform)", 0.2,
          group="loss"),
+    _opt("sharpness_start", int, "generator step at which the sharpness term starts (reconstruction-first warm-up)",
+         0, metavar="STEP", group="loss"),
+    _opt("sharpness_ramp", int, "steps over which the sharpness weight rises linearly from 0 to --sharpness-weight "
+         "(0: at once)", 0, metavar="STEPS", group="loss"),
+    _opt("gan_start", int, "generator step from which the discriminator trains and the GAN gate may open (after "
+         "reconstruction has converged)", 0, metavar="STEP", group="loss"),
     _opt("disc_channels", to_int_list, "discriminator channels", (128, 256, 512), metavar="C1,C2,...", group="loss"),
     _opt("disc_lr", float, "discriminator learning rate", 1e-3, group="optimizer"),
 ]

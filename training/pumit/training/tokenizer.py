@@ -3,8 +3,14 @@ trained alternately with Lightning's *manual optimization* (the only job that ne
 
 Each batch ``{"image": (B, C, D, H, W) in [-1, 1], "spacing": (B, 3)}``:
 
-1. generator step: ``L = l1 + perceptual + [gan gate] gan + prior`` (:meth:`TokenizerLoss.generator_loss`);
-2. discriminator step: hinge loss on real vs detached reconstruction, which also updates the GAN gate.
+1. generator step: ``L = l1 + perceptual + [gan gate] gan + prior`` (:meth:`TokenizerLoss.generator_loss`,
+   with the sharpness weight scheduled by step: reconstruction first, sharpness annealed in);
+2. discriminator step (only with a GAN term and from ``gan_start`` on): hinge loss on real vs detached
+   reconstruction, which also updates the GAN gate.
+
+Logged per step: the loss terms, ``token_entropy`` (mean per-token entropy), ``perplexity`` (effective
+number of codes used) and ``codes_used``; at validation ``val/l1``, ``val/pearson`` and ``val/l1_hard``
+(reconstruction from the argmax tokens).
 
 Gradient accumulation (``accumulate_grad_batches``) and clipping are done here (Lightning does not do them
 for manual optimization). ``trainer.global_step`` counts *generator* steps only: the discriminator
@@ -20,6 +26,7 @@ import torch
 
 from pumit.models import TokenizerConfig, TokenizerLoss, UniversalTokenizer
 from pumit.models.tokenizer import entropy
+from pumit.metrics import batch_pearson
 from pumit.training.common import adamw_warmup_cosine, batch_spacing, load_base_model, total_optimizer_steps
 
 
@@ -32,6 +39,8 @@ def build_tokenizer(cfg: dict[str, Any]) -> UniversalTokenizer:
         over["channels"] = tuple(cfg["channels"])
     if cfg.get("codebook_size"):
         over["codebook_size"] = int(cfg["codebook_size"])
+    if cfg.get("first_stride"):
+        over["first_stride"] = int(cfg["first_stride"])
     return UniversalTokenizer(TokenizerConfig.preset(cfg.get("tokenizer_preset", "base"), **over))
 
 
@@ -59,6 +68,9 @@ class TokenizerModule(pl.LightningModule):
             diversity_weight=cfg.get("diversity_weight", 1.0),
             sharpness_weight=cfg.get("sharpness_weight", 0.2),
             disc_channels=tuple(cfg.get("disc_channels", (128, 256, 512))),
+            sharpness_start=int(cfg.get("sharpness_start", 0) or 0),
+            sharpness_ramp=int(cfg.get("sharpness_ramp", 0) or 0),
+            gan_start=int(cfg.get("gan_start", 0) or 0),
         )
         self.accumulate = max(int(cfg.get("accumulate_grad_batches", 1)), 1)
 
@@ -101,20 +113,23 @@ class TokenizerModule(pl.LightningModule):
         s = batch_spacing(batch["spacing"])
         boundary = (batch_idx + 1) % self.accumulate == 0 or self.trainer.is_last_batch
 
+        step = int(self.global_step)
         self.toggle_optimizer(opt_g)
         out = self.tokenizer(x, s)
-        g_loss, g_logs = self.loss_fn.generator_loss(x, out, s)
+        g_loss, g_logs = self.loss_fn.generator_loss(x, out, s, step=step)
         self.manual_backward(g_loss / self.accumulate)
         if boundary:
             self._step_optimizer(opt_g, sch_g, counted=True)
         self.untoggle_optimizer(opt_g)
 
-        self.toggle_optimizer(opt_d)
-        d_loss, d_logs = self.loss_fn.discriminator_loss(x, out.recon, s)
-        self.manual_backward(d_loss / self.accumulate)
-        if boundary:
-            self._step_optimizer(opt_d, sch_d, counted=False)
-        self.untoggle_optimizer(opt_d)
+        d_logs: dict[str, torch.Tensor] = {}
+        if self.loss_fn.discriminator_on(step):  # no GAN term (yet): skip the discriminator's cost
+            self.toggle_optimizer(opt_d)
+            d_loss, d_logs = self.loss_fn.discriminator_loss(x, out.recon, s)
+            self.manual_backward(d_loss / self.accumulate)
+            if boundary:
+                self._step_optimizer(opt_d, sch_d, counted=False)
+            self.untoggle_optimizer(opt_d)
 
         bs = x.shape[0]
         self.log("train/loss", g_loss.detach(), prog_bar=True, batch_size=bs)
@@ -128,3 +143,8 @@ class TokenizerModule(pl.LightningModule):
         l1 = (out.recon - x).abs().mean()
         self.log("val/l1", l1, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
         self.log("val/token_entropy", entropy(out.probs.float()).mean(), sync_dist=True, batch_size=x.shape[0])
+        self.log("val/pearson", batch_pearson(out.recon.float(), x.float()), sync_dist=True, batch_size=x.shape[0])
+        # hard decoding (argmax one-hot tokens): how much the soft tokens carry beyond their argmax
+        hard = torch.nn.functional.one_hot(out.probs.argmax(-1), out.probs.shape[-1]).to(out.probs.dtype)
+        recon_hard = self.tokenizer.decode(hard, out.token_spacing, s)
+        self.log("val/l1_hard", (recon_hard - x).abs().mean(), sync_dist=True, batch_size=x.shape[0])

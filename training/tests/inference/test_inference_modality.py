@@ -21,8 +21,11 @@ def test_modality_selects_the_training_normalization(tptbox_dir):
     image = _mri(tptbox_dir)
     raw = sitk.GetArrayFromImage(image).astype(np.float32)
     as_mri = prepare_input(image, req, modality="mri").array[0]
-    as_default = prepare_input(image, req).array[0]  # a NIfTI does not say its modality: the model default
+    detected = prepare_input(image, req)  # a NIfTI does not say its modality: detected from intensities (not CT -> mri)
+    as_default = prepare_input(image, req, modality="other").array[0]  # --modality overrides: the model default
     np.testing.assert_allclose(np.sort(as_mri.ravel()), np.sort(normalize(raw, IntensitySpec("zscore"))[0].ravel()), atol=1e-6)
+    np.testing.assert_allclose(np.sort(detected.array[0].ravel()), np.sort(as_mri.ravel()), atol=1e-6)
+    assert detected.modality == "mri" and "detected" in detected.normalization_reason
     np.testing.assert_allclose(np.sort(as_default.ravel()), np.sort(normalize(raw, IntensitySpec("percentile"))[0].ravel()), atol=1e-6)
     assert not np.allclose(np.sort(as_mri.ravel()), np.sort(as_default.ravel()))
     assert req.normalization_for("PET") == req.normalization  # not trained on: the default
@@ -37,3 +40,13 @@ def test_dicom_modality_tag_is_used(tmp_path):
     prep = prepare_input(image, req)
     raw = sitk.GetArrayFromImage(image).astype(np.float32)
     np.testing.assert_allclose(prep.array[0, 0], normalize(raw[0], IntensitySpec("ct"))[0], atol=1e-6)
+
+
+def test_nifti_ct_without_modality_gets_the_ct_window(tptbox_dir):
+    image = sitk.ReadImage(str(tptbox_dir / "sub-ct_label-22_ct.nii.gz"))
+    req = parse_input_requirements(META, 1)
+    prep = prepare_input(image, req)
+    raw = sitk.GetArrayFromImage(image).astype(np.float32)
+    assert prep.modality == "ct" and prep.normalization.scheme == "ct"
+    assert "Hounsfield" in prep.normalization_record()["reason"]
+    np.testing.assert_allclose(np.sort(prep.array[0].ravel()), np.sort(normalize(raw, IntensitySpec("ct"))[0].ravel()), atol=1e-6)
