@@ -118,12 +118,12 @@ def _meta(kind: str, source: Path, sha: str, info: dict[str, Any], channels: int
     from pumit.models.published import PUBLISHED_LICENSE_NOTE, PUBLISHED_SOURCE
 
     if kind == "vit":
-        task = "PUMIT ViT-B backbone, masked-image-modeling pre-trained (published weights)"
+        task = "published PUMIT ViT backbone (MIM pre-trained)"
         conv = ("RGB patch filters kept; ImageNet normalisation folded at run time (input_convention 'imagenet')"
                 if convention == "imagenet" else "RGB patch filters summed to grey (input_convention 'signed')")
         inp: dict[str, Any] = {"channels": channels, "range": [-1, 1], "input_convention": convention}
     else:
-        task = "PUMIT soft visual tokenizer (published weights)"
+        task = "published PUMIT soft tokenizer"
         conv = ("RGB input filters summed, RGB output folded to BT.601 grey" if channels == 1 else "RGB kept")
         inp = {"channels": channels, "range": [-1, 1]}
     return {
