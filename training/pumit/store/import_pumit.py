@@ -126,6 +126,8 @@ def _meta(kind: str, source: Path, sha: str, info: dict[str, Any], channels: int
         task = "published PUMIT soft tokenizer"
         conv = ("RGB input filters summed, RGB output folded to BT.601 grey" if channels == 1 else "RGB kept")
         inp = {"channels": channels, "range": [-1, 1]}
+    # the published pre-processing: clip to the 0.5th / 99.5th percentiles, scale (our [-1, 1])
+    inp["normalization"] = {"scheme": "percentile", "percentiles": [0.5, 99.5]}
     return {
         "name": name, "version": version, "task": task, "license": license,
         "description": f"{PUBLISHED_SOURCE}; imported from {source.name} (sha256 {sha[:12]}…) by pumit {__version__}",

@@ -117,7 +117,8 @@ def test_real_lightning_checkpoint_round_trips_exactly_through_import_store_and_
     assert isinstance(raw["hyper_parameters"]["run"], argparse.Namespace) and raw["optimizer_states"]
     assert prov["checkpoint"] == {"format": "lightning", "epoch": raw["epoch"], "global_step": 1,
                                   "pytorch-lightning_version": lightning.__version__}
-    assert meta["input"] == {"channels": 1, "range": [-1, 1], "input_convention": "imagenet"}
+    assert meta["input"] == {"channels": 1, "range": [-1, 1], "input_convention": "imagenet",
+                             "normalization": {"scheme": "percentile", "percentiles": [0.5, 99.5]}}
 
     model = load_pretrained(store.resolve("pumit-vit-b"))
     cfg = model.config
@@ -276,3 +277,29 @@ def test_fine_tuning_from_an_imported_backbone_keeps_the_published_settings(tmp_
     with torch.no_grad():
         out = seg.eval()(torch.rand(1, 1, *div) * 2 - 1, (1.0, 1.0, 1.0))
     assert out.shape == (1, 2, *div) and torch.isfinite(out).all()
+
+
+def test_imported_published_tokenizer_reconstructs_a_real_image_through_the_cli(tmp_path, monkeypatch, capsys):
+    """``pumit reconstruct`` with an imported published-layout tokenizer on a real NIfTI file (SimpleITK)."""
+    import SimpleITK as sitk
+
+    from pumit.models.published import published_tokenizer_config
+    from pumit.models.tokenizer import UniversalTokenizer
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("models", "reconstruct"))
+    torch.manual_seed(0)
+    rgb = UniversalTokenizer(published_tokenizer_config(in_channels=3, channels=(16, 32, 64), codebook_size=48))
+    ckpt = tmp_path / "simple-soft.ckpt"
+    torch.save({"model": rgb.state_dict(), "discriminator": {}, "step": 1}, ckpt)
+    assert run(["import-pumit", str(ckpt)], capsys)[0] == 0  # into $PUMIT_HOME/models
+    img = sitk.GetImageFromArray((torch.rand(16, 32, 32) * 1000).numpy())
+    img.SetSpacing((1.0, 1.0, 1.0))
+    sitk.WriteImage(img, str(tmp_path / "in.nii.gz"))
+    code = cli_main.main(["reconstruct", str(tmp_path / "in.nii.gz"), "-t", "pumit-tokenizer", "-o", str(tmp_path / "out.nii.gz"),
+                          "--device", "cpu", "--progress", "none"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    out = sitk.ReadImage(str(tmp_path / "out.nii.gz"))
+    assert out.GetSize() == img.GetSize() and out.GetSpacing() == img.GetSpacing()
+    assert torch.isfinite(torch.from_numpy(sitk.GetArrayFromImage(out))).all()
