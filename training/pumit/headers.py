@@ -26,6 +26,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from pumit.errors import CancelledError
+
 #: 2D picture formats that never carry a physical pixel size.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -56,6 +58,8 @@ def header_spacing_problem(path: str | Path) -> SpacingProblem | None:
             return SpacingProblem("missing", f"{p.suffix} pictures carry no pixel size")
         if name.endswith((".dcm", ".dicom")) or _is_dicom(p):
             return _dicom_file(p)
+    except CancelledError:
+        raise
     except Exception:  # noqa: BLE001 - advisory check: unreadable headers are reported by the image reader
         return None
     return None
@@ -290,6 +294,8 @@ def _nifti_nonfinite(p: Path) -> str | None:
     try:
         img = nib.load(str(p))
         data = np.asanyarray(img.dataobj.get_unscaled() if hasattr(img.dataobj, "get_unscaled") else img.dataobj)
+    except CancelledError:
+        raise
     except Exception:  # noqa: BLE001 - nibabel raises many types for broken files
         return "the file is truncated or corrupt (cannot read its voxel data)"
     finally:

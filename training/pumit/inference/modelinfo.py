@@ -31,7 +31,7 @@ from typing import Any
 
 from torch import nn
 
-from pumit.errors import InputError, ModelError
+from pumit.errors import CancelledError, InputError, ModelError
 from pumit.imageio import CANONICAL_ORIENTATION, ORIENTATIONS
 from pumit.intensity import IntensitySpec
 from pumit.modality import canonical_modality
@@ -142,6 +142,8 @@ def _model_id(arg: str, path: Path, meta: dict[str, Any], store: Any) -> str:
     if not Path(arg).expanduser().exists():
         try:
             return str(store.info(arg).id)
+        except CancelledError:
+            raise
         except Exception:  # noqa: BLE001 - the id is only informative here
             return arg
     stem = path.name[: -len(".safetensors")] if path.name.lower().endswith(".safetensors") else path.name

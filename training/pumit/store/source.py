@@ -18,7 +18,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from pumit.errors import InputError, ModelError
+from pumit.errors import CancelledError, InputError, ModelError
 from pumit.store.hashing import normalize_sha256, sha256_file, tree_files
 
 #: Allowed values of ``config.json["model_type"]``: the keys of ``pumit.models.MODEL_TYPES``, repeated
@@ -106,7 +106,7 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
             meta = f.metadata() or {}
             if not list(f.keys()):
                 raise ModelError(f"weights file holds no tensors: {path}")
-    except ModelError:
+    except (ModelError, CancelledError):
         raise
     except Exception as e:  # safetensors raises its own error type for corrupt/truncated files
         raise ModelError(f"not a valid safetensors file (corrupt or truncated?): {path}: {e}") from e
@@ -185,9 +185,26 @@ def read_recorded_checksums(folder: Path) -> tuple[dict[str, str], str | None]:
     return {}, None
 
 
+def is_pickle_file(path: Path) -> bool:
+    """Whether ``path`` is a pickle whatever its name: a pickle protocol 2-5 header, or a ``torch.save``
+    zip archive (holding ``data.pkl``). Only the first bytes (and a zip's member list) are read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            return True
+        if head == b"PK\x03\x04":
+            with zipfile.ZipFile(path) as zf:
+                return any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return False
+
+
 def _open_folder(folder: Path, origin: Path) -> ModelSource:
     names = tree_files(folder)
-    pickles = [n for n in names if Path(n).suffix.lower() in PICKLE_SUFFIXES]
+    pickles = [n for n in names if Path(n).suffix.lower() in PICKLE_SUFFIXES
+               or (not n.lower().endswith((".json", ".safetensors", ".md", ".txt")) and is_pickle_file(folder / n))]
     if pickles:
         raise ModelError(
             f"model folder {folder} holds pickle checkpoints ({', '.join(pickles)}), which are never loaded; "

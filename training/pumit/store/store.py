@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pumit.errors import InputError, ModelError, PumitError, ResourceError
+from pumit.errors import CancelledError, InputError, ModelError, PumitError, ResourceError
 from pumit.store.catalog import CATALOG_FILE, load_catalog, save_catalog
 from pumit.store.entry import FileRecord, ModelEntry, labels_from_meta, optional_str
 from pumit.store.hashing import copy_and_hash, normalize_sha256, sha256_file, tree_files
@@ -42,6 +42,7 @@ from pumit.store.source import (
     safetensors_metadata,
     strip_model_suffix,
 )
+from pumit.store.verify import verify_files
 
 #: Version given to a model whose source names none.
 DEFAULT_VERSION = Version(1, 0, 0)
@@ -101,6 +102,8 @@ class ModelStore:
                     continue
                 try:
                     out[mid] = _builtin_entry(child, ModelId.parse(stem))
+                except CancelledError:
+                    raise  # a cancel (SIGTERM) while listing is never a broken model
                 except PumitError as e:
                     warnings.warn(f"skipping broken built-in model {child}: {e}", stacklevel=2)
         return out
@@ -163,18 +166,49 @@ class ModelStore:
         text = os.fspath(id_or_path)
         p = Path(text).expanduser()
         if isinstance(id_or_path, os.PathLike) or _looks_like_path(text):
-            return _check_model_path(p)
+            return self._verified_path(_check_model_path(p))
         try:
             entry = self._find(text)
+        except CancelledError:
+            raise
         except PumitError as e:
             if p.exists():
-                return _check_model_path(p)
+                return self._verified_path(_check_model_path(p))
             if isinstance(e, InputError):
                 raise InputError(f"{e}; {_available(self._all_entries())}") from None
             raise
         if not entry.model_path.exists():
             raise ModelError(f"files of model {entry.id} are missing from {entry.folder}; remove and reinstall it")
+        self._verify_entry(entry)
         return entry.model_path
+
+    def _verify_entry(self, entry: ModelEntry) -> None:
+        """Check the files of ``entry`` against the checksums recorded at install (or shipped with a built-in
+        model) before it is used; see :mod:`pumit.store.verify`."""
+        expected = {rel: r.sha256 for rel, r in entry.files.items() if r.sha256}
+        if expected:
+            verify_files(expected, entry.folder, entry.id)
+
+    def _verified_path(self, p: Path) -> Path:
+        """A model path given directly, checked against what it records: the store's catalog when it is a
+        store folder, else its own ``checksums.json`` (a lone file: its ``.sha256`` side file). A folder that
+        records no checksums cannot be checked."""
+        if p.is_dir():
+            if p.parent == self.root.resolve() and is_full_id(p.name):
+                entry = self._user_entries().get(p.name)
+                if entry is not None:
+                    self._verify_entry(entry)
+                    return p
+            recorded, _ = read_recorded_checksums(p)
+            if recorded:
+                verify_files(recorded, p, str(p))
+            return p
+        side = p.with_name(p.name + ".sha256")
+        if side.is_file():
+            digest = normalize_sha256((side.read_text(encoding="utf-8", errors="replace").split() or [""])[0])
+            if digest:
+                verify_files({p.name: digest}, p.parent, str(p))
+        return p
 
     def verify(self, id_or_name: str) -> ModelEntry:
         """Recompute every file's SHA-256 and compare with the catalog; also check that the config and
