@@ -264,12 +264,14 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for combo, modelType, name in ((self.ui.modelComboBox, "segmentation", "modelId"),
                                            (self.ui.tokenizerComboBox, "tokenizer", "tokenizerId")):
                 current = getattr(self._parameterNode, name)
+                wasBlocked = combo.blockSignals(True)  # refilling must not clear the parameter
                 combo.clear()
                 for model in self._models:
                     if model.modelType == modelType:
                         combo.addItem(model.id)
                         combo.setItemData(combo.count - 1, model.description, qt.Qt.ToolTipRole)
                 combo.setCurrentText(current)
+                combo.blockSignals(wasBlocked)
             self._chooseDefaultModels()
 
     def _chooseDefaultModels(self) -> None:

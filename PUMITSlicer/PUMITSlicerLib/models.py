@@ -126,22 +126,23 @@ def listModelInfos(logic, modelType: str | None = None) -> tuple[list[ModelInfo]
 
 def defaultModel(models: list[ModelInfo], modality: str | None) -> ModelInfo | None:
     """The model to preselect for a volume of ``modality`` (module name, None: unknown): the newest
-    version among those made for that modality, else the newest one for any modality, else the newest."""
-    if not models:
-        return None
-
+    version among those made for that modality, else the newest one made for any modality. A volume of
+    unknown modality gets the newest of all; a known modality never gets a model made for another one
+    (None: the user chooses)."""
     def newest(candidates):
         return max(candidates, key=lambda m: (m.version, m.id)) if candidates else None
 
     return (newest([m for m in models if modality and modality in m.modalities])
-            or newest([m for m in models if not m.modalities]) or newest(models))
+            or newest([m for m in models if not m.modalities])
+            or (newest(models) if modality is None else None))
 
 
 def chooseDefaultModels(parameters, segmentationModels: list[ModelInfo], tokenizers: list[ModelInfo],
                         autoChosen: dict[str, str]) -> dict[str, str]:
     """Preselect ``modelId`` / ``tokenizerId`` for ``parameters.inputVolume``: a parameter that is empty,
-    or still holds the previous automatic choice, gets :func:`defaultModel` for the volume's modality;
-    a model the user picked is kept. Returns the new automatic choices (pass them back next time)."""
+    or still holds the previous automatic choice, gets :func:`defaultModel` for the volume's modality
+    (emptied when none suits it); a model the user picked is kept. Returns the new automatic choices
+    (pass them back next time)."""
     from PUMITSlicerLib.results import volumeModality
 
     modality, _how = volumeModality(parameters.inputVolume)
@@ -155,4 +156,6 @@ def chooseDefaultModels(parameters, segmentationModels: list[ModelInfo], tokeniz
             if pick.id != current:
                 setattr(parameters, name, pick.id)
             chosen[name] = pick.id
+        elif current:  # the previous automatic choice does not suit this volume
+            setattr(parameters, name, "")
     return chosen

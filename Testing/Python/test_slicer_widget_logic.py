@@ -163,6 +163,8 @@ def test_default_model_per_loaded_volume(session, params, logic):
     params.inputVolume = session.loadVolume(DATA / "sub-ct_label-22_ct.nii.gz", "ct")
     auto = chooseDefaultModels(params, segmenters, tokenizers, auto)
     assert params.tokenizerId == "my-own-tokenizer" and "tokenizerId" not in auto
+    if not any("CT" in m.modalities or not m.modalities for m in segmenters):  # the shipped store: MRI only
+        assert params.modelId == "" and "modelId" not in auto, "no MRI model preselected for a CT"
 
 
 def test_default_model_prefers_the_volume_modality_and_newest_version():
@@ -177,6 +179,9 @@ def test_default_model_prefers_the_volume_modality_and_newest_version():
     assert defaultModel(candidates, "CT").id == "bones-v2.0.0"
     assert defaultModel(candidates, "US").id == "any-v1.0.0", "a model for any modality before a wrong one"
     assert defaultModel([], "CT") is None
+    specific = [m for m in candidates if m.modalities]
+    assert defaultModel(specific, "US") is None, "never a model made for another modality"
+    assert defaultModel(specific, None).id == "bones-v2.0.0", "unknown modality: the newest"
 
 
 # -- 3. modality of Reconstruct, error map shown --------------------------------------------------------
