@@ -120,7 +120,8 @@ def _meta(kind: str, source: Path, sha: str, info: dict[str, Any], channels: int
     if kind == "vit":
         task = "published PUMIT ViT backbone (MIM pre-trained)"
         conv = ("RGB patch filters kept; ImageNet normalisation folded at run time (input_convention 'imagenet')"
-                if convention == "imagenet" else "RGB patch filters summed to grey (input_convention 'signed')")
+                if convention == "imagenet" else "RGB patch filters summed to grey (input_convention 'signed')"
+                if channels == 1 else "RGB patch filters kept (input_convention 'signed')")
         inp: dict[str, Any] = {"channels": channels, "range": [-1, 1], "input_convention": convention}
     else:
         task = "published PUMIT soft tokenizer"
