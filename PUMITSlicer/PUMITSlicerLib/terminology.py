@@ -1,6 +1,6 @@
 """Segment terminology: resolve a model's single code against Slicer's loaded terminologies.
 
-A model's label may carry ``SCHEME^VALUE^MEANING`` (e.g. ``SCT^5300000^Hippocampus``). A Slicer
+A model's label may carry ``SCHEME^VALUE^MEANING`` (e.g. ``SCT^5366008^Hippocampus``). A Slicer
 terminology entry also names the *context* (dictionary) and the *category* holding that type; a code
 placed in a context that lacks it shows as an invalid entry in Slicer's terminology selector. So the
 code is looked up in the dictionaries loaded in the Terminologies module logic

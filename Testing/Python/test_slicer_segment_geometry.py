@@ -170,7 +170,7 @@ def test_terminology_codes_resolve_in_the_context_that_holds_them(session):
     from PUMITSlicerLib.terminology import DICOM_MASTER, GENERAL_ANATOMY
 
     terms = session.terminologies
-    for code, context in (("SCT^5300000^Hippocampus", DICOM_MASTER), ("SCT^71341001^Femur", DICOM_MASTER),
+    for code, context in (("SCT^5366008^Hippocampus", DICOM_MASTER), ("SCT^71341001^Femur", DICOM_MASTER),
                           ("SCT^421060004^Spine", DICOM_MASTER), ("SCT^10200004^Liver", GENERAL_ANATOMY)):
         text = slicerTerminology(code)  # the application's logic (slicer.modules.terminologies)
         entry = slicer.vtkSlicerTerminologyEntry()
