@@ -376,7 +376,7 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return ""
         megavoxels = sum(runtime.modelMegavoxels(v.GetImageData().GetDimensions(), v.GetSpacing(), model.spacing)
                          for v in volumes)
-        seconds = runtime.estimateCpuSeconds(kind, megavoxels, model.sizeBytes, epochs=p.fineTuneEpochs)
+        seconds = runtime.estimateCpuSeconds(kind, megavoxels, model.sizeBytes, epochs=p.fineTuneEpochs, cases=len(volumes))
         return runtime.cpuWarning(seconds)
 
     def onRunButton(self, kind: str) -> None:

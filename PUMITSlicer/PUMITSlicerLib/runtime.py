@@ -1,9 +1,17 @@
 """How long a job will take on the CPU, said before it starts (GPU detection without importing torch).
 
-The estimate is ``seconds = startup + k[kind] * megavoxels at the model's spacing * model MB``
-(+ per epoch for fine-tuning), with ``k`` measured with the shipped reference models on the demo
-images on a 2-core x86 CPU (2026-12; see docs/slicer.md). It is a rough guide (a faster CPU needs less),
-shown so that nobody waits an hour without knowing it.
+Estimates (seconds), with ``MB`` the model's size and ``Mvox`` the volume's megavoxels at the model's
+spacing:
+
+* segment: ``5 + 3.0 * Mvox * MB``; reconstruct: ``3.5 + 2.5 * Mvox * MB``;
+* fine-tune: ``15 + 0.2 * epochs * cases * MB`` (training samples fixed-size crops, so the cost per
+  case does not grow with the volume).
+
+Measured 2026-12 with the shipped models (4.3 MB segmenter, 2.1 MB tokenizer) on the shipped demo
+images, on a shared 2-core x86 CPU: segment 8.1 s (hippocampus, 0.07 Mvox) and 14.1 s (spine CT,
+0.85 Mvox at 1 mm); reconstruct 3.8 to 4.8 s (0.07 to 0.25 Mvox); fine-tune on 2 cases 16.3 s (1 epoch)
+and 46.5 s (20 epochs). A rough guide, within about a factor of two on that machine (a faster CPU takes
+less), shown so that nobody waits an hour without knowing it.
 """
 
 from __future__ import annotations
@@ -13,10 +21,11 @@ import platform
 import shutil
 from pathlib import Path
 
-#: Seconds to start the pumit process (Python, torch import, model load) on a 2-core CPU.
-STARTUP_SECONDS = 4.0
-#: Seconds per (megavoxel at the model's spacing x MB of weights) on a 2-core CPU, per job kind.
-SECONDS_PER_MEGAVOXEL_MB = {"segment": 12.0, "reconstruct": 2.5, "finetune": 40.0}
+#: Seconds to start the pumit process (Python, torch import, model load, data preparation), per job kind.
+STARTUP_SECONDS = {"segment": 5.0, "reconstruct": 3.5, "finetune": 15.0}
+#: segment / reconstruct: seconds per (megavoxel at the model's spacing x MB of weights);
+#: finetune: seconds per (epoch x case x MB of weights).
+SECONDS_PER_UNIT = {"segment": 3.0, "reconstruct": 2.5, "finetune": 0.2}
 
 
 def gpuAvailable() -> bool:
@@ -38,12 +47,15 @@ def modelMegavoxels(dimensions, spacing, modelSpacing=None) -> float:
     return voxels / 1e6
 
 
-def estimateCpuSeconds(kind: str, megavoxels: float, modelBytes: int, *, epochs: int = 1) -> float:
-    """Estimated seconds of a ``kind`` job (``segment``, ``reconstruct``, ``finetune``) on the CPU.
-    ``megavoxels`` for fine-tuning is the sum over the training cases."""
-    k = SECONDS_PER_MEGAVOXEL_MB[kind]
-    work = k * megavoxels * max(modelBytes, 1) / 2**20
-    return STARTUP_SECONDS + work * (max(int(epochs), 1) if kind == "finetune" else 1)
+def estimateCpuSeconds(kind: str, megavoxels: float, modelBytes: int, *, epochs: int = 1, cases: int = 1) -> float:
+    """Estimated seconds of a ``kind`` job (``segment``, ``reconstruct``, ``finetune``) on the CPU
+    (see the module docstring). ``megavoxels`` is unused for fine-tuning, ``epochs`` / ``cases`` only there."""
+    megabytes = max(modelBytes, 1) / 2**20
+    if kind == "finetune":
+        work = SECONDS_PER_UNIT[kind] * max(int(epochs), 1) * max(int(cases), 1) * megabytes
+    else:
+        work = SECONDS_PER_UNIT[kind] * megavoxels * megabytes
+    return STARTUP_SECONDS[kind] + work
 
 
 def formatDuration(seconds: float) -> str:

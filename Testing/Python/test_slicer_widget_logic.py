@@ -311,6 +311,16 @@ def test_a_volume_outside_any_study_is_left_alone(session, standin, ctVolume):
     assert placeNextToInput(ctVolume, task.result) == 0
 
 
+def test_run_summary_names_the_device_and_time():
+    from PUMITSlicerLib.results import deviceFromMessages, runSummary
+
+    assert runSummary("Segmentation", 12.4, "cpu") == "Segmentation done in 12 s on CPU."
+    assert runSummary("Reconstruction", 3.0, "cuda:1") == "Reconstruction done in 3 s on GPU (cuda:1)."
+    assert runSummary("Fine-tuning", 61.0, None) == "Fine-tuning done in 61 s."
+    assert deviceFromMessages(["loading", "8 window(s) (everything on cuda, fp16)", "retry on cpu"]) == "cpu", "the last"
+    assert deviceFromMessages(["no device here"]) is None
+
+
 # -- 7. dependencies and the CPU estimate ----------------------------------------------------------------
 
 def test_dependency_steps_and_consent(monkeypatch, tmp_path):
@@ -334,11 +344,38 @@ def test_cpu_estimate_scales_with_resampled_volume_and_model():
     native = runtime.modelMegavoxels((100, 100, 50), (1.0, 1.0, 2.0))
     assert native == pytest.approx(0.5)
     assert runtime.modelMegavoxels((100, 100, 50), (1.0, 1.0, 2.0), (1.0, 1.0, 1.0)) == pytest.approx(1.0)
-    small = runtime.estimateCpuSeconds("segment", 0.1, 4 * 2**20)
-    assert runtime.estimateCpuSeconds("segment", 1.0, 4 * 2**20) > small > runtime.STARTUP_SECONDS
-    assert runtime.estimateCpuSeconds("finetune", 1.0, 4 * 2**20, epochs=20) > runtime.estimateCpuSeconds("finetune", 1.0, 4 * 2**20)
+    mb4 = 4 * 2**20
+    small = runtime.estimateCpuSeconds("segment", 0.1, mb4)
+    assert runtime.estimateCpuSeconds("segment", 1.0, mb4) > small > runtime.STARTUP_SECONDS["segment"]
+    assert runtime.estimateCpuSeconds("segment", 1.0, 2 * mb4) > runtime.estimateCpuSeconds("segment", 1.0, mb4)
+    one = runtime.estimateCpuSeconds("finetune", 0.0, mb4, epochs=1, cases=2)
+    assert runtime.estimateCpuSeconds("finetune", 0.0, mb4, epochs=20, cases=2) > one
+    assert runtime.estimateCpuSeconds("finetune", 0.0, mb4, epochs=1, cases=4) > one
     assert [runtime.formatDuration(s) for s in (5, 600, 7200)] == ["5 s", "10 min", "2.0 h"]
     assert "about 10 min" in runtime.cpuWarning(600)
+
+
+def test_cpu_estimate_is_the_right_order_of_magnitude_for_a_real_run(session, logic):
+    """The estimate for the shipped hippocampus model on the shipped MRI case against the real pumit
+    process on this machine's CPU (a loose bound, 1/4 to 5 times: the machine's speed and load vary)."""
+    import time
+
+    from pumitslicer_testing import cliMissing
+    from PUMITSlicerLib import runtime
+    from PUMITSlicerLib.models import listModelInfos
+
+    if cliMissing():
+        pytest.skip(cliMissing())
+    model = next(m for m in listModelInfos(logic)[0] if m.id.startswith("pumit-ref-hippocampus-seg-v"))
+    volume = session.loadVolume(REPO / "training" / "pumit" / "assets" / "demo" / "hippocampus_004.nii.gz", "hippo")
+    dims = volume.GetImageData().GetDimensions()
+    estimate = runtime.estimateCpuSeconds("segment", runtime.modelMegavoxels(dims, volume.GetSpacing(), model.spacing),
+                                          model.sizeBytes)
+    start = time.monotonic()
+    task = logic.startSegmentation(volume, model.id, device="CPU")
+    assert task.wait(timeout=300) == TaskState.SUCCEEDED, task.errorMessage
+    measured = time.monotonic() - start
+    assert estimate / 4 < measured < estimate * 5, (estimate, measured)
 
 
 # -- 6. SampleData -----------------------------------------------------------------------------------------
