@@ -337,6 +337,31 @@ def test_dependency_steps_and_consent(monkeypatch, tmp_path):
     assert len(calls) == 1 and "no-such-package-for-pumitslicer" in calls[0], "asked once, nothing installed"
 
 
+@pytest.mark.parametrize("hidden", [True, False])
+def test_training_logs_without_tensorboard(tmp_path, logic, hidden):
+    """Slicer's fine-tuning requirements have no TensorBoard: the trainer's loggers are then CSV only
+    (Lightning's TensorBoardLogger raised ModuleNotFoundError there); with it, both."""
+    import subprocess
+
+    pytest.importorskip("lightning")
+    from pumitslicer_testing import HERE
+
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import without_tensorboard\n"
+            + ("without_tensorboard.hide()\n" if hidden else "")
+            + "from pumit.training.loggers import build_loggers\n"
+            f"print(' '.join(type(x).__name__ for x in build_loggers(__import__('pathlib').Path({str(tmp_path)!r}))))\n")
+    done = subprocess.run([sys.executable, "-c", code], env=logic.environment(), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    names = done.stdout.split()
+    try:
+        import tensorboard  # noqa: F401
+        installed = True
+    except ImportError:
+        installed = False
+    assert names == (["CSVLogger"] if hidden or not installed else ["CSVLogger", "TensorBoardLogger"])
+
+
 def test_cpu_estimate_scales_with_resampled_volume_and_model():
     from PUMITSlicerLib import runtime
 

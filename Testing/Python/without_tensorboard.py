@@ -33,9 +33,15 @@ def _distributionWithout(name):
     return _distribution(name)
 
 
-for loaded in [m for m in sys.modules if _hidden(m)]:
-    del sys.modules[loaded]
-sys.meta_path.insert(0, _Hide())
-importlib.metadata.distribution = _distributionWithout
-sys.argv[0] = "pumit"
-runpy.run_module("pumit.cli.main", run_name="__main__", alter_sys=True)
+def hide() -> None:
+    """From now on ``tensorboard`` / ``tensorboardX`` cannot be imported and have no metadata."""
+    for loaded in [m for m in sys.modules if _hidden(m)]:
+        del sys.modules[loaded]
+    sys.meta_path.insert(0, _Hide())
+    importlib.metadata.distribution = _distributionWithout
+
+
+if __name__ == "__main__":
+    hide()
+    sys.argv[0] = "pumit"
+    runpy.run_module("pumit.cli.main", run_name="__main__", alter_sys=True)
