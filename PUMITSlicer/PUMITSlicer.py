@@ -364,20 +364,21 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if dialog is not None:
                 dialog.close()
 
-    def _cpuEstimate(self, kind: str) -> str:
-        """The CPU-time warning for the job about to start ("" with a GPU, or when the size is unknown)."""
+    def _cpuEstimate(self, kind: str) -> tuple[str, float]:
+        """The CPU-time warning and seconds for the job about to start (``("", 0)`` with a GPU, or when
+        the size is unknown)."""
         p = self._parameterNode
         if p.device == "GPU" or (p.device == "auto" and runtime.gpuAvailable()):
-            return ""
+            return "", 0.0
         modelId = p.tokenizerId if kind == "reconstruct" else p.modelId
         model = next((m for m in self._models if modelId and m.id.startswith(modelId)), None)
         volumes = list(p.fineTuneVolumes) if kind == "finetune" else [p.inputVolume]
         if model is None or not all(v is not None and v.GetImageData() is not None for v in volumes):
-            return ""
+            return "", 0.0
         megavoxels = sum(runtime.modelMegavoxels(v.GetImageData().GetDimensions(), v.GetSpacing(), model.spacing)
                          for v in volumes)
         seconds = runtime.estimateCpuSeconds(kind, megavoxels, model.sizeBytes, epochs=p.fineTuneEpochs, cases=len(volumes))
-        return runtime.cpuWarning(seconds)
+        return runtime.cpuWarning(seconds, gpuFound=runtime.gpuAvailable()), seconds
 
     def onRunButton(self, kind: str) -> None:
         """Apply: start the job of ``kind``; while it runs the same button cancels it."""
@@ -388,7 +389,10 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._ensureDependencies(training=kind == "finetune"):
             return
         start = {"segment": self.logic.segment, "reconstruct": self.logic.reconstruct, "finetune": self.logic.fineTune}[kind]
-        estimate = self._cpuEstimate(kind)
+        estimate, seconds = self._cpuEstimate(kind)
+        if seconds > runtime.CONFIRM_ABOVE_SECONDS and not slicer.util.confirmOkCancelDisplay(
+                estimate + "\n\n" + _("Start anyway?"), windowTitle=_("PUMIT")):
+            return
         task = None
         with self._errorsShown(_("Failed to start.")):
             task = start(self._parameterNode)

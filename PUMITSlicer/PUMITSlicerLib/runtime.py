@@ -26,6 +26,8 @@ STARTUP_SECONDS = {"segment": 5.0, "reconstruct": 3.5, "finetune": 15.0}
 #: segment / reconstruct: seconds per (megavoxel at the model's spacing x MB of weights);
 #: finetune: seconds per (epoch x case x MB of weights).
 SECONDS_PER_UNIT = {"segment": 3.0, "reconstruct": 2.5, "finetune": 0.2}
+#: Above this estimate the widget asks before starting a CPU job.
+CONFIRM_ABOVE_SECONDS = 600.0
 
 
 def gpuAvailable() -> bool:
@@ -67,7 +69,7 @@ def formatDuration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def cpuWarning(seconds: float) -> str:
-    """One line for the status label before a CPU run starts."""
-    return (f"No GPU found: running on the CPU, which takes about {formatDuration(seconds)} "
-            f"(rough estimate from the volume and model size).")
+def cpuWarning(seconds: float, gpuFound: bool = False) -> str:
+    """One line for the status label before a CPU run starts (``gpuFound``: the user chose the CPU)."""
+    where = "Running on the CPU" if gpuFound else "No GPU found: running on the CPU"
+    return f"{where}, which takes about {formatDuration(seconds)} (rough estimate from the volume and model size)."

@@ -377,7 +377,8 @@ def test_cpu_estimate_scales_with_resampled_volume_and_model():
     assert runtime.estimateCpuSeconds("finetune", 0.0, mb4, epochs=20, cases=2) > one
     assert runtime.estimateCpuSeconds("finetune", 0.0, mb4, epochs=1, cases=4) > one
     assert [runtime.formatDuration(s) for s in (5, 600, 7200)] == ["5 s", "10 min", "2.0 h"]
-    assert "about 10 min" in runtime.cpuWarning(600)
+    assert runtime.cpuWarning(600).startswith("No GPU found: running on the CPU, which takes about 10 min")
+    assert runtime.cpuWarning(30, gpuFound=True).startswith("Running on the CPU, which takes about 30 s")
 
 
 def test_cpu_estimate_is_the_right_order_of_magnitude_for_a_real_run(session, logic):
