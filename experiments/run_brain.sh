@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Whole-brain T1 parcellation experiments (issue 12): data -> MIM backbone -> learning-rate search -> label
+# fractions, for three arms with the same steps, seed, schedule, roi, crops, loss and data:
+#   pretrained  SPAD-ViT segmenter from the MIM backbone   (pumit train segment --base-model MIM)
+#   scratch     the same network from random weights      (pumit train segment)
+#   dynunet     MONAI DynUNet configured like nnU-Net 3d_fullres (experiments/decoder_compare.py --arms dynunet,
+#               the code of pumit train segment with only the network swapped)
+# Run from the repository root after `make install`:   bash experiments/run_brain.sh
+#   SMOKE=1 bash experiments/run_brain.sh   3 steps per arm, 2 validation volumes, one lr, 10 % only: proves
+#                                           every command end to end on the real data (minutes, not a result)
+# Knobs (environment): STEPS (2000), LRS ("0.0003 0.001 0.003 0.01"), FRACS ("010 025 100"),
+#   MIM_MODEL (a MIM/ViT model folder; default: trained here with brain_mim.yaml into runs/brain/mim/model),
+#   TOKENIZER (MIM target when MIM_MODEL is not given; default the newest built-in pumit-ref-tokenizer),
+#   OUT (runs/brain), RESULTS (experiments/results). Seeds: 0 everywhere (subject lists: default_rng(0)).
+# Learning-rate search (fair: the same grid, steps and data for every arm): every arm is trained at every lr of
+# LRS on the 100 % training subjects; each arm's best lr by validation Dice (brain_val.txt, the same for all
+# arms) is then used for its 10 % and 25 % runs. The selection uses the validation split (disclosed in docs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+PUMIT=${PUMIT:-.venv/bin/pumit}
+SHARED=${SHARED:-../shared/data}
+OUT=${OUT:-runs/brain}
+RESULTS=${RESULTS:-experiments/results}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+SMOKE=${SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+    STEPS=${STEPS:-3}; LRS=${LRS:-0.001}; FRACS=${FRACS:-010}; OUT=${OUT_SMOKE:-runs/brain-smoke}
+    RESULTS=$OUT/results; MIM_STEPS=3
+    EXTRA=(--limit-val-batches 2)            # 2 of the 30 validation volumes: a smoke run, not a result
+else
+    STEPS=${STEPS:-2000}; LRS=${LRS:-"0.0003 0.001 0.003 0.01"}; FRACS=${FRACS:-"010 025 100"}; MIM_STEPS=
+    EXTRA=()
+fi
+DATA=runs/data/brain
+mkdir -p "$OUT" "$RESULTS" "$DATA"
+DYN_CONFIG=experiments/configs/brain_dynunet.yaml
+if [ "$SMOKE" = 1 ]; then   # decoder_compare.py takes limits from its config only
+    DYN_CONFIG=$OUT/brain_dynunet_smoke.yaml
+    sed 's/^limit_val_batches:.*/limit_val_batches: 2/' experiments/configs/brain_dynunet.yaml > "$DYN_CONFIG"
+fi
+
+# --- 1. data: MSD-style folder (labels renumbered to the label table's classes) -> index -> preprocess -> lists
+$PY experiments/data/make_brain_dataset.py "$SHARED/ixi_t1_dlmuse" "$DATA/msd"
+$PUMIT data index "$DATA/msd" --modality mri --split-seed 0 -o "$DATA/index.jsonl" --check
+$PUMIT data preprocess "$DATA/index.jsonl" -o "$DATA/processed" --no-crop --workers 1
+$PY experiments/data/make_brain_fractions.py "$DATA/processed/manifest.jsonl"   # brain_{val,train_XXX}.txt
+
+# --- 2. MIM backbone (given, or pre-trained here on the 100 % training subjects only) ----------------------
+if [ -z "${MIM_MODEL:-}" ]; then
+    TOKENIZER=${TOKENIZER:-$($PUMIT models list 2>/dev/null | awk '$1 ~ /^pumit-ref-tokenizer-v/ {print $1}' | sort -V | tail -1)}
+    $PUMIT train mim --config experiments/configs/brain_mim.yaml --data "$DATA/processed/manifest_mim.jsonl" \
+        --tokenizer "$TOKENIZER" --output "$OUT/mim" ${MIM_STEPS:+--max-steps $MIM_STEPS --val-check-interval $MIM_STEPS}
+    MIM_MODEL=$OUT/mim/model
+    echo "MIM backbone: $MIM_MODEL (tokenizer $TOKENIZER)" | tee "$OUT/mim_used.txt"
+fi
+
+# one run of a SPAD-ViT arm: arm frac lr
+seg() {
+    local arm=$1 f=$2 lr=$3 base=()
+    [ "$arm" = pretrained ] && base=(--base-model "$MIM_MODEL")
+    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac$f.jsonl" \
+        "${base[@]}" --lr "$lr" --max-steps "$STEPS" --val-check-interval "$STEPS" "${EXTRA[@]}" \
+        --output "$OUT/$arm-f$f-lr$lr"
+}
+# one run of the DynUNet arm: frac lr
+dyn() {
+    $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet \
+        --data "$DATA/processed/manifest_frac$1.jsonl" --lrs "$2" --max-steps "$STEPS" \
+        --work "$OUT/dynunet-f$1" --out "$RESULTS/brain-dynunet-f$1.json"
+}
+# --- 3. learning-rate search on 100 % (SMOKE: the first fraction) -----------------------------------------
+SEARCH=$([ "$SMOKE" = 1 ] && echo "${FRACS%% *}" || echo 100)
+for lr in $LRS; do
+    seg pretrained "$SEARCH" "$lr"
+    seg scratch "$SEARCH" "$lr"
+    dyn "$SEARCH" "$lr"
+done
+BEST_PRE=$($PY experiments/brain_results.py best "$OUT" pretrained "$SEARCH" $LRS)
+BEST_SCR=$($PY experiments/brain_results.py best "$OUT" scratch "$SEARCH" $LRS)
+BEST_DYN=$($PY experiments/brain_results.py best-dynunet "$RESULTS/brain-dynunet-f$SEARCH.json")
+echo "best lr: pretrained $BEST_PRE, scratch $BEST_SCR, dynunet $BEST_DYN" | tee "$OUT/best_lr.txt"
+
+# --- 4. label fractions at each arm's best lr ----------------------------------------------------------------
+for f in $FRACS; do
+    [ "$f" = "$SEARCH" ] && continue
+    seg pretrained "$f" "$BEST_PRE"
+    seg scratch "$f" "$BEST_SCR"
+    dyn "$f" "$BEST_DYN"
+done
+
+# --- 5. collect: one JSON with every run (Dice per structure, mean over all ROIs and over subcortical ones) --
+$PY experiments/brain_results.py collect "$OUT" "$RESULTS" -o "$RESULTS/brain_results.json"
