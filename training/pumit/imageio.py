@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from pumit.atomic import atomic_write_bytes, atomic_write_text, default_file_mode  # noqa: F401  (re-exported)
+from pumit.atomic import atomic_write_bytes, atomic_write_text, default_file_mode, temp_file  # noqa: F401  (re-exported)
 from pumit.errors import InputError, ResourceError
 from pumit.headers import nifti_data_problem, written_image_problem
 from pumit.spacing import PLANAR_THICKNESS, Spacing
@@ -142,8 +142,9 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = full_suffix(p) or ".nii.gz"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
+    fd, tmp_p = temp_file(p, suffix)
     os.close(fd)
+    tmp = str(tmp_p)
     try:
         with native_stderr():
             try:

@@ -12,7 +12,11 @@ import functools
 import sys
 import textwrap
 
+from pumit.errors import InputError
 from pumit.training.options import JOB_HELP, JOBS, add_job_arguments, config_from_args, default_config_path
+
+#: Top-level modules of the ``train`` extra (``pip install 'pumit[train]'``).
+TRAIN_EXTRA = ("lightning", "lightning_fabric", "torchmetrics", "tensorboard")
 
 _DESCRIPTION = """Train or fine-tune PUMIT models with PyTorch Lightning (single device, multi-GPU DDP/FSDP,
 multi-node via torchrun or SLURM srun). Every run writes checkpoints, CSV + TensorBoard logs and the exported
@@ -52,7 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_train(job: str, args: argparse.Namespace) -> int:
     """Run one training job; prints the exported model (id and folder) at the end."""
-    from pumit.training.run import run_job  # Lightning is imported only when training
+    try:
+        from pumit.training.run import run_job  # Lightning is imported only when training
+    except ImportError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing in TRAIN_EXTRA:
+            raise InputError(f"'pumit train' needs the training extra ({missing} is not installed); install it with: "
+                             "pip install 'pumit[train]'") from None
+        raise
 
     cfg = config_from_args(job, args)
     result = run_job(job, cfg)

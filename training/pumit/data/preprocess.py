@@ -22,7 +22,6 @@ import hashlib
 import multiprocessing
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -39,7 +38,8 @@ from pumit.data.manifest import (ImageRecord, ProcessedRecord, parse_npz_ref, re
 from pumit.modality import default_intensity
 from pumit.data.report import Report
 from pumit.data.validate import LabelError, validate
-from pumit.errors import InputError
+from pumit.errors import InputError, ResourceError
+from pumit.atomic import temp_file
 from pumit.imageio import full_suffix
 from pumit.intensity import IntensitySpec, normalize
 from pumit.spacing import Spacing, degree_of_anisotropy
@@ -116,7 +116,7 @@ def item_id(record: ImageRecord) -> str:
 def save_npy(path: Path, array: np.ndarray) -> None:
     """``np.save`` atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array)
@@ -163,6 +163,47 @@ def preprocess_record(record: ImageRecord, out_dir: str | os.PathLike, *, max_si
                 "depth_axis": record.depth_axis, "perm": list(item.perm), "spacing": list(record.spacing),
                 "shape": list(source_shape), "crop": [list(b) for b in box], "dtype": item.dtype},
     )
+
+
+def clean_stale_preparations(work_dir: Path, keep: str) -> list[Path]:
+    """Remove what failed or killed training runs left in a run's ``data/`` folder: ``.prepared-*.lock`` files
+    nobody holds and ``prepared-*`` folders without their ``prepared.json`` marker (half-prepared), except
+    those of the preparation ``keep`` (the caller's, handled under its lock). Returns the removed paths."""
+    import shutil
+
+    from pumit.store.locking import FileLock
+
+    removed: list[Path] = []
+    if not work_dir.is_dir():
+        return removed
+    for lock_path in sorted(work_dir.glob(".prepared-*.lock")):
+        digest = lock_path.name[len(".prepared-"):-len(".lock")]
+        if digest == keep:
+            continue
+        lock = FileLock(lock_path, timeout=0.0)
+        try:
+            lock.acquire()
+        except ResourceError:  # held by a live run: leave it
+            continue
+        try:
+            folder = work_dir / f"prepared-{digest}"
+            if folder.is_dir() and not (folder / "prepared.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            lock_path.unlink(missing_ok=True)
+            removed.append(lock_path)
+        finally:
+            lock.release()
+    return removed
+
+
+def has_foreground(records: Sequence[ProcessedRecord]) -> bool:
+    """Whether any stored label map of ``records`` has a voxel other than background (0). Stops at the first
+    one found, so a normal dataset costs one label read."""
+    for r in records:
+        if r.label and np.any(np.load(r.label, mmap_mode="r")):
+            return True
+    return False
 
 
 def _process_one(args: tuple[ImageRecord, str, int, bool]) -> ProcessedRecord | tuple[str, str]:

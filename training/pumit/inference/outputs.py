@@ -4,7 +4,9 @@ A command's outputs (label map, sidecar JSON, probabilities, montage, ...) are f
 temporary names in their target folders (:meth:`OutputTransaction.add_image` & co.) and only renamed
 into place by :meth:`OutputTransaction.commit` once every one of them was written. A failure (full
 disk, unwritable folder, cancel) removes the temporary files, and a failure while renaming removes
-the files already renamed, so no partial set of outputs is left behind.
+the files already renamed, so no partial set of outputs is left behind. A process killed outright
+(SIGKILL) cannot clean up: its temporary files (named with its process id) are removed, and reported,
+by the next transaction writing into that folder.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import SimpleITK as sitk
 
-from pumit.atomic import default_file_mode
+from pumit.atomic import clean_stale_temps, default_file_mode, describe_removed, temp_file
 from pumit.errors import InputError, ResourceError
 from pumit.headers import written_image_problem
 from pumit.imageio import full_suffix, native_stderr
@@ -97,18 +99,28 @@ def check_distinct(paths: Iterable[tuple[str, Path | None]], input_path: Path | 
 class OutputTransaction:
     """Stage outputs under temporary names, then rename all of them at once (see module docstring)."""
 
-    def __init__(self, image_writer: Callable[[sitk.Image, str, bool], None] | None = None) -> None:
+    def __init__(self, image_writer: Callable[[sitk.Image, str, bool], None] | None = None,
+                 note: Callable[[str], None] | None = None) -> None:
         self._staged: list[tuple[Path, Path]] = []  # (temporary, final)
         self._committed: list[Path] = []
+        self._cleaned_folders: set[Path] = set()
+        #: where the removal of stale temporary files is reported (a progress reporter's ``note``)
+        self.note = note or (lambda msg: print(f"pumit: note: {msg}", file=sys.stderr, flush=True))
         #: ``writer(image, path, compress)``; SimpleITK's by default (tests pass one that fails like it)
         self.image_writer = image_writer or _sitk_write
 
     def _temp(self, final: Path) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
+        folder = final.parent.resolve()
+        if folder not in self._cleaned_folders:  # temporary files of killed runs: removed and reported
+            self._cleaned_folders.add(folder)
+            removed = clean_stale_temps(folder)
+            if removed:
+                self.note(describe_removed(removed))
         suffix = full_suffix(final) or final.suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+        fd, tmp = temp_file(final, suffix)
         os.close(fd)
-        return Path(tmp)
+        return tmp
 
     def _stage(self, final: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         final_p = Path(final)

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from pumit.errors import InputError
 from pumit.imageio import from_model_layout
 from pumit.inference.common import run_task, stage_bounds, start_preprocess
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
@@ -78,6 +79,24 @@ def label_dtype(num_classes: int) -> tuple[type, torch.dtype]:
     raise ValueError(f"too many classes for a label map: {num_classes}")
 
 
+def check_segmentable(prep: Any, model: LoadedModel, prog: Progress) -> None:
+    """Refuse a constant image (every voxel the same value: there is nothing to segment, yet a model would
+    label a part of it) and warn when the input's modality (given, from the DICOM tag, or detected from the
+    intensities by :func:`pumit.modality.detect_modality`) is not the one the model was trained on."""
+    a = prep.array
+    if a.size and float(a.max()) == float(a.min()):
+        raise InputError("the image is constant (every voxel has the same value): there is nothing to segment; "
+                         "check that the right file or series was given")
+    from pumit.modality import canonical_modality
+
+    want = canonical_modality(model.inputs.modality) if model.inputs.modality else None
+    got = getattr(prep, "modality", None)
+    if want in ("ct", "mri") and got in ("ct", "mri") and got != want:
+        why = getattr(prep, "normalization_reason", "") or ""
+        prog.note(f"warning: model {model.model_id} was trained on {want.upper()} images but this input is {got.upper()} "
+                  f"({why.split('; the model')[0]}); the labels are likely meaningless")
+
+
 def segment_image(
     image: sitk.Image,
     model: LoadedModel,
@@ -100,6 +119,7 @@ def _segment(
     image: sitk.Image, model: LoadedModel, settings: InferenceSettings, want_probs: bool, prog: Progress
 ) -> SegmentationResult:
     device, pre, prep = start_preprocess(image, model, settings, prog)
+    check_segmentable(prep, model, prog)
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     requested = settings.roi or model.inputs.roi or default_roi(spacing, prep.layout.planar)
@@ -197,7 +217,7 @@ def segment(
         image = read_input(input, spacing_override=settings.spacing is not None, progress=prog)
         result = _segment(image, lm, settings, prob_path is not None, prog)
         prog.update("write", stage_bounds("write")[0], f"writing {out.name}")
-        with OutputTransaction() as tx:
+        with OutputTransaction(note=prog.note) as tx:
             tx.add_image(result.labels, out)
             tx.add_json(result.sidecar(), side)
             if prob_path is not None and result.probabilities is not None:

@@ -2,6 +2,7 @@
 
 * :class:`AtomicCheckpointIO` — checkpoints are written to a temporary file in the same folder, flushed
   to disk, then renamed over the target: a killed run never leaves a truncated ``last.ckpt``.
+* :class:`PeriodicCheckpoint` — ``last.ckpt`` at every epoch end, every N steps and every M minutes.
 * :class:`JsonlProgress` — ``--progress jsonl``: one JSON object per line on a stream (the real stdout)
   ``{"stage", "fraction", "message", "epoch", "step", "dice"/"metric", ...}``.
 * :class:`ProgressReporter` — the JSONL writer itself, also used before and after ``fit`` (data
@@ -14,7 +15,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +24,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback
+
+from pumit.atomic import default_file_mode, temp_file
 
 #: Overall fraction at which training starts / ends (before: data preparation; after: export, registration).
 TRAIN_START, TRAIN_END = 0.05, 0.95
@@ -41,17 +43,66 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote file systems: Lightning's fsspec transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = temp_file(target)
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            default_file_mode(tmp)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return None
+
+
+class PeriodicCheckpoint(Callback):
+    """Writes ``path`` (``OUTPUT/checkpoints/last.ckpt``) at the end of every training epoch, every
+    ``every_n_steps`` optimizer steps (0: off) and every ``every_minutes`` minutes (0: off), so that a kill
+    (SIGKILL, a crash, Cancel) loses at most one epoch, or less.
+
+    Lightning's own ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes "last" only together with a
+    top-k save, i.e. never before the end of the run. The time-based decision is taken on global rank 0
+    and broadcast, so every rank saves (collectively) at the same step.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, every_n_steps: int = 0, every_minutes: float = 10.0):
+        super().__init__()
+        self.path = Path(path)
+        self.every_n_steps = max(int(every_n_steps or 0), 0)
+        self.every_seconds = max(float(every_minutes or 0.0), 0.0) * 60.0
+        self._saved_step = -1
+        self._since = time.monotonic()
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+        self._since = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saved_step = trainer.global_step  # a resumed run: that state is on disk already
+        self._since = time.monotonic()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step == self._saved_step or step == 0:
+            return
+        due = bool(self.every_n_steps) and step % self.every_n_steps == 0
+        if self.every_seconds:
+            late = trainer.strategy.broadcast(time.monotonic() - self._since >= self.every_seconds, src=0)
+            due = due or bool(late)
+        if due:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
 
 
 class ProgressReporter:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -123,28 +124,57 @@ def prepare_data(
                "medmnist_spacing": medmnist_spacing, "crop_foreground": crop_foreground, "format": 1}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         out = Path(work_dir) / f"prepared-{digest}"
-        with FileLock(Path(work_dir) / f".prepared-{digest}.lock", timeout=24 * 3600):
+        from pumit.data.preprocess import clean_stale_preparations
+
+        clean_stale_preparations(Path(work_dir), keep=digest)
+        lock_path = Path(work_dir) / f".prepared-{digest}.lock"
+        with FileLock(lock_path, timeout=24 * 3600):
             marker = out / "prepared.json"
             if marker.is_file() and (out / "manifest.jsonl").is_file():
                 records = read_processed_manifest(out / "manifest.jsonl")
             else:
-                index, report = index_sources(resolved, intensity=intensity, val_fraction=val_fraction, seed=seed,
-                                              medmnist_spacing=medmnist_spacing)
-                if not index:
-                    raise InputError(f"no images found in {', '.join(resolved)} ({report.summary()})")
-                validate(index, check_values=True)  # label geometry + declared values, before any training
-                records, report = preprocess_manifest(index, out, crop_foreground=crop_foreground, workers=workers)
-                if report.skipped:
-                    log.warning("%s", report.summary())
-                if not records:
-                    raise InputError(f"none of the images in {', '.join(resolved)} could be read ({report.summary()})")
+                if out.exists():  # half-prepared by a killed or failed run: start clean
+                    shutil.rmtree(out, ignore_errors=True)
+                try:
+                    index, report = index_sources(resolved, intensity=intensity, val_fraction=val_fraction, seed=seed,
+                                                  medmnist_spacing=medmnist_spacing)
+                    if not index:
+                        raise InputError(f"no images found in {', '.join(resolved)} ({report.summary()})")
+                    validate(index, check_values=True)  # label geometry + declared values, before any training
+                    records, report = preprocess_manifest(index, out, crop_foreground=crop_foreground, workers=workers)
+                    if report.skipped:
+                        log.warning("%s", report.summary())
+                    if not records:
+                        raise InputError(f"none of the images in {', '.join(resolved)} could be read "
+                                         f"({report.summary()})")
+                except BaseException:
+                    shutil.rmtree(out, ignore_errors=True)  # no half-prepared cache (nor its lock) is left behind
+                    lock_path.unlink(missing_ok=True)
+                    raise
                 marker.write_text(json.dumps(key, indent=2))
+            if require_labels and not _labels_have_foreground(records):
+                shutil.rmtree(out, ignore_errors=True)  # not kept: fixed label files (same paths) are read again
+                lock_path.unlink(missing_ok=True)
+                raise _empty_labels_error()
     if require_labels:
         missing = [r.id for r in records if r.split != "test" and not r.label]
         if missing:
             raise InputError(f"{len(missing)} training item(s) have no label map (e.g. {missing[0]}); segmentation "
                              "needs a label for every image")
+        if not _labels_have_foreground(records):
+            raise _empty_labels_error()
     return records
+
+
+def _labels_have_foreground(records: Sequence[ProcessedRecord]) -> bool:
+    from pumit.data.preprocess import has_foreground
+
+    return has_foreground([r for r in records if r.split != "test"])
+
+
+def _empty_labels_error() -> InputError:
+    return InputError("every label map is empty (background only): there is nothing to learn; check the label "
+                      "files (or their label values) before training")
 
 
 def resample_records(records: Sequence[ProcessedRecord], target: Spacing, out_dir: str | os.PathLike,

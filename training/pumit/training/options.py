@@ -187,7 +187,9 @@ _SCALE = [
     _opt("num_sanity_val_steps", int, "validation batches run before training to catch errors early (0: none)", 2,
          metavar="N", group="scale"),
     _opt("checkpoint_every_n_steps", int, "also save OUTPUT/checkpoints/last.ckpt every N optimizer steps "
-         "(0: only at the end of each epoch/validation)", 0, metavar="N", group="scale"),
+         "(0: off; it is always saved at each epoch end)", 0, metavar="N", group="scale"),
+    _opt("checkpoint_every_minutes", float, "also save OUTPUT/checkpoints/last.ckpt every M minutes of training "
+         "(0: off), so that a kill loses little even within a long epoch", 10.0, metavar="M", group="scale"),
     _opt("log_every_n_steps", int, "log training metrics (CSV, TensorBoard) every N steps", 10, metavar="N",
          group="scale"),
     _opt("num_workers", int, "data loader worker processes per device", 2, metavar="N", group="data"),

@@ -3,7 +3,8 @@
 :func:`run_job` is what ``pumit train JOB`` calls. The run folder (``--output``) holds::
 
     OUTPUT/run.json                 the job, the options of each launch, the exports
-    OUTPUT/checkpoints/last.ckpt    the latest state (every --checkpoint-every-n-steps and each validation/epoch)
+    OUTPUT/checkpoints/last.ckpt    the latest state: each epoch end, every --checkpoint-every-minutes (10) and
+                                    every --checkpoint-every-n-steps; a kill loses at most one epoch
     OUTPUT/checkpoints/best.ckpt    the best state by the job's validation metric (when there is validation)
     OUTPUT/logs/csv/version_N/      CSV metrics of launch N
     OUTPUT/logs/tensorboard/version_N/
@@ -41,10 +42,11 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
-from pumit.errors import CancelledError, InputError, PumitError
+from pumit.errors import CancelledError, InputError, ModelError, PumitError
+from pumit.atomic import clean_stale_temps, describe_removed
 from pumit.imageio import atomic_write_text
 from pumit.store.paths import user_data_dir
-from pumit.training.callbacks import TRAIN_END, AtomicCheckpointIO, JsonlProgress, ProgressReporter
+from pumit.training.callbacks import TRAIN_END, AtomicCheckpointIO, JsonlProgress, PeriodicCheckpoint, ProgressReporter
 from pumit.training.common import is_oom, oom_error
 from pumit.training.loggers import build_loggers
 from pumit.training.export import export_model, next_version, register_model
@@ -131,8 +133,12 @@ def find_resume_checkpoint(run_dir: Path, resume: str) -> Path | None:
     the checkpoints they were meant to replace are intact, as writes are atomic.
     """
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    for stale in ckpt_dir.glob(".*.ckpt.*.tmp"):
+    removed = clean_stale_temps(ckpt_dir)
+    for stale in ckpt_dir.glob(".*.ckpt.*.tmp"):  # older names without the writer's process id
+        removed.append((stale, stale.stat().st_size))
         stale.unlink(missing_ok=True)
+    if removed and global_rank_hint() == 0:
+        print(f"pumit: note: {describe_removed(removed)}", file=sys.stderr, flush=True)
     candidates = [p for p in [ckpt_dir / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
     if resume not in ("auto", "never"):
         p = Path(resume).expanduser()
@@ -145,6 +151,39 @@ def find_resume_checkpoint(run_dir: Path, resume: str) -> Path | None:
                              "it or choose another --output")
         return None
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def inspect_checkpoint(path: Path, module: pl.LightningModule | None = None) -> tuple[int, int]:
+    """``(epoch, global_step)`` of a checkpoint to resume from, after checking that it loads with
+    ``torch.load(weights_only=True)`` (nothing but tensors and plain values is ever unpickled) and, given
+    ``module``, that its weights fit it (names and shapes).
+
+    Raises :class:`~pumit.errors.ModelError` (exit 3) in one line for a pickle with other objects (never
+    executed), a truncated or corrupt file, a file that is not a Lightning checkpoint, or weights of
+    another model or job.
+    """
+    import pickle
+    import zipfile
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError:
+        raise ModelError(f"checkpoint {path} holds objects other than tensors and plain values; it is not loaded "
+                         "(it is never unpickled); resume only from checkpoints of your own pumit runs") from None
+    except (EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile, AttributeError, ImportError):
+        raise ModelError(f"checkpoint {path} is truncated or corrupt; delete it to start over, or resume from another "
+                         "checkpoint") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict) or "global_step" not in ckpt:
+        raise ModelError(f"{path} is not a checkpoint of 'pumit train' (no state_dict/global_step)")
+    if module is not None:
+        own = module.state_dict()
+        theirs = ckpt["state_dict"]
+        bad = sorted(set(own) ^ set(theirs)) + sorted(k for k in set(own) & set(theirs)
+                                                      if tuple(own[k].shape) != tuple(getattr(theirs[k], "shape", ())))
+        if bad:
+            raise ModelError(f"checkpoint {path} is of another model or job: {len(bad)} weight(s) do not match "
+                             f"(e.g. {bad[0]}); use the options it was trained with, or another --output")
+    return int(ckpt.get("epoch", 0)), int(ckpt["global_step"])
 
 
 def _read_run_json(run_dir: Path) -> dict[str, Any]:
@@ -234,15 +273,14 @@ def _strategy(cfg: dict[str, Any], module: pl.LightningModule) -> Any:
 
 
 def build_trainer(cfg: dict[str, Any], run_dir: Path, module: pl.LightningModule, *, has_val: bool,
-                  reporter: ProgressReporter | None = None) -> tuple[pl.Trainer, ModelCheckpoint, ModelCheckpoint | None]:
+                  reporter: ProgressReporter | None = None) -> tuple[pl.Trainer, PeriodicCheckpoint, ModelCheckpoint | None]:
     """The Trainer with checkpoints (last + best), CSV + TensorBoard loggers and the progress display.
 
     Returns ``(trainer, last_checkpoint_callback, best_checkpoint_callback or None)``.
     """
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    every = int(cfg.get("checkpoint_every_n_steps") or 0)
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last-unused", save_top_k=0, save_last=True,
-                              every_n_train_steps=every or None, enable_version_counter=False)
+    last_cb = PeriodicCheckpoint(ckpt_dir / LAST, every_n_steps=int(cfg.get("checkpoint_every_n_steps") or 0),
+                                 every_minutes=float(cfg.get("checkpoint_every_minutes", 10.0) or 0.0))
     callbacks: list[pl.Callback] = [last_cb, LearningRateMonitor(logging_interval="step")]
     best_cb = None
     monitor, mode = getattr(module, "monitor", (None, "min"))
@@ -387,6 +425,8 @@ def run_job(job: str, cfg: dict[str, Any], *, stdout: IO[str] | None = None) -> 
     if previous.get("job") and previous["job"] != job:
         raise InputError(f"{run_dir} is a '{previous['job']}' run; choose another --output for 'pumit train {job}'")
     ckpt = find_resume_checkpoint(run_dir, str(cfg.get("resume", "auto")))
+    if ckpt is not None:
+        inspect_checkpoint(ckpt)  # a corrupt or unsafe checkpoint fails before any data preparation
     notices: list[str] = []
     cancelled = False
     try:
@@ -432,8 +472,9 @@ def _run(job: str, cfg: dict[str, Any], run_dir: Path, ckpt: Path | None, report
     except MisconfigurationException as e:  # e.g. --device cuda without a GPU, unsupported precision
         raise InputError(f"invalid training options: {e}") from e
     if ckpt is not None:
-        print(f"pumit: resuming from {ckpt}", file=sys.stderr, flush=True)
-        reporter.emit("prepare", 0.05, f"resuming from {ckpt.name}")
+        epoch, step = inspect_checkpoint(ckpt, module)
+        print(f"pumit: resuming from {ckpt} (epoch {epoch}, step {step})", file=sys.stderr, flush=True)
+        reporter.emit("prepare", 0.05, f"resuming from {ckpt.name} at epoch {epoch}, step {step}", step=step)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except MisconfigurationException as e:

@@ -129,3 +129,32 @@ def test_zero_or_negative_spacing_is_one_line(tmp_path: Path, bad: float):
     assert r.returncode == 2
     assert "spacing" in one_error_line(r.stderr)
     assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_temporary_files_of_a_killed_run_are_removed_and_reported(tmp_path: Path):
+    """A real process stages an output (temporary file written, not committed) and is SIGKILLed; the next
+    `pumit segment` into that folder removes the temporary file and says so."""
+    import signal
+
+    out = tmp_path / "out"
+    out.mkdir()
+    script = (
+        "import sys, time, SimpleITK as sitk; from pumit.inference.outputs import OutputTransaction; "
+        "tx = OutputTransaction(); tx.add_image(sitk.ReadImage(sys.argv[1]), sys.argv[2]); "
+        "print('staged', flush=True); time.sleep(600)")
+    p = subprocess.Popen([sys.executable, "-c", script, str(DEMO), str(out / "seg.nii.gz")], stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "staged"
+    staged = [n for n in os.listdir(out) if n.startswith(".seg.nii.gz.")]
+    assert len(staged) == 1
+    live = OutputTransaction(note=lambda m: None)
+    mine = live._temp(out / "other.nii.gz")  # this (live) process's temporary file
+    assert staged[0] in os.listdir(out)  # the other process is alive: its file is kept
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    r = pumit("segment", DEMO, "-o", out / "seg.nii.gz", "-m", SEG_MODEL)
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 stale temporary file(s)" in r.stderr
+    assert mine.is_file()  # a live process's file is never touched
+    mine.unlink()
+    assert sorted(os.listdir(out)) == ["seg.labels.json", "seg.nii.gz"]
