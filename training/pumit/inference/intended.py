@@ -7,7 +7,7 @@ The fields (all optional; a model without them accepts anything, as before)::
               "min_field_of_view_mm": [110, 150, 120],   # smallest extent it is meant for, model order (D, H, W)
               "description": "whole-head T1-weighted MRI"}  # named in messages
 
-Decisions (docs/inference.md, "Intended input"):
+Decisions (documented in docs/brain.md, "Intended input"):
 
 * **2D image given to a 3D model** (or a volume to a 2D model): an :class:`~pumit.errors.InputError`
   (exit code 2) naming the intended input. A 3D network run on one slice does not produce a usable map, so
