@@ -13,7 +13,6 @@ cannot be written, every load hashes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pumit.atomic import atomic_write_text

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 from pumit.errors import ModelError
 from pumit.store import ModelStore
 from pumit.store.verify import verify_files
