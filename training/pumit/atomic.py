@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -47,6 +48,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 _TEMP_RE = re.compile(r"^\..+\.pumit-(?P<host>[A-Za-z0-9-]{1,40})-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp")
 
 
+#: Names of the temporary files of earlier pumit versions (``mkstemp``: 8 random characters, no process id):
+#: removed only when untouched for :data:`LEGACY_TEMP_AGE_S` seconds.
+_LEGACY_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9.]+)?$")
+LEGACY_TEMP_AGE_S = 3600.0
+
+
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 
@@ -75,18 +82,24 @@ def _alive(pid: int) -> bool:
 
 def clean_stale_temps(folder: str | os.PathLike) -> list[tuple[Path, int]]:
     """Delete the temporary files of atomic writes in ``folder`` whose process (on this host) is gone, e.g.
-    killed during the write stage. Returns ``(path, size in bytes)`` of each file removed."""
+    killed during the write stage (and those of earlier pumit versions untouched for an hour). Returns
+    ``(path, size in bytes)`` of each file removed."""
     removed: list[tuple[Path, int]] = []
     host = _host()
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    now = time.time()
     for e in entries:
         m = _TEMP_RE.match(e.name)
-        if m is None or m["host"] != host or _alive(int(m["pid"])):
-            continue
         try:
+            if m is not None:
+                if m["host"] != host or _alive(int(m["pid"])):
+                    continue
+            elif not (_LEGACY_TEMP_RE.match(e.name) and e.is_file()
+                      and now - e.stat().st_mtime > LEGACY_TEMP_AGE_S):
+                continue
             size = e.stat().st_size
             os.unlink(e.path)
             removed.append((Path(e.path), size))

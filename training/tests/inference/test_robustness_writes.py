@@ -158,3 +158,25 @@ def test_temporary_files_of_a_killed_run_are_removed_and_reported(tmp_path: Path
     assert mine.is_file()  # a live process's file is never touched
     mine.unlink()
     assert sorted(os.listdir(out)) == ["seg.labels.json", "seg.nii.gz"]
+
+
+def test_temporary_files_of_earlier_versions_are_removed_after_an_hour(tmp_path: Path):
+    """Earlier versions named temporary files without the process id (``mkstemp``): those untouched for an
+    hour are removed by the next transaction in that folder, recent ones are kept."""
+    import tempfile
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old_fd, old = tempfile.mkstemp(prefix=".seg.nii.gz.", suffix=".tmp.nii.gz", dir=out)  # as pumit <= 0.x wrote
+    new_fd, new = tempfile.mkstemp(prefix=".probs.nii.", suffix=".tmp.nii", dir=out)
+    for fd in (old_fd, new_fd):
+        os.write(fd, b"x" * 1000)
+        os.close(fd)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    notes: list[str] = []
+    with OutputTransaction(note=notes.append) as tx:
+        tx.add_json({"labels": []}, out / "seg.labels.json")
+        tx.commit()
+    assert not Path(old).exists() and Path(new).exists()
+    assert notes and "removed 1 stale temporary file(s)" in notes[0]
