@@ -3,7 +3,8 @@
 The metadata convention (``config.json`` → ``"meta"``, written by the trainers)::
 
     {"name": "knee-seg", "version": "1.0.0",
-     "labels": {"0": "background", "1": "femur", ...},
+     "labels": {"0": "background", "1": "femur", ...},     # keyed by class (network output channel)
+     "label_values": {"1": 47, ...},                  # optional: label-map value of a class (default: the class)
      "colors": {"1": [r, g, b], ...},                 # 0-255
      "terminology": {"1": "SCT^71341001^Femur"},     # optional, free text per label
      "input": {"channels": 1, "modality": "MRI",
@@ -239,11 +240,32 @@ def parse_labels(meta: dict[str, Any], num_classes: int, task: str = "segment") 
     names_i = {_as_int_key(k, "labels"): str(v) for k, v in names.items()}
     colors_i = {_as_int_key(k, "colors"): v for k, v in colors.items()}
     terms_i = {_as_int_key(k, "terminology"): str(v) for k, v in terms.items() if v}
+    values = _label_values(meta.get("label_values"), num_classes)
     out: list[LabelInfo] = []
     for v in range(num_classes):
         default = "background" if (v == 0 and task == "segment") else f"label_{v}"
-        out.append(LabelInfo(v, names_i.get(v) or default, _color(colors_i.get(v), v), terms_i.get(v)))
+        out.append(LabelInfo(values[v], names_i.get(v) or default, _color(colors_i.get(v), v), terms_i.get(v)))
     return out
+
+
+def _label_values(spec: Any, num_classes: int) -> list[int]:
+    """Label-map value of each class: ``meta.label_values`` ``{"class": value}`` (e.g. the MUSE ROI indices of
+    a parcellation trained on renumbered labels; ``labels``/``colors``/``terminology`` stay keyed by class),
+    else the class index itself. Values must be distinct integers in ``0..65535``."""
+    values = list(range(num_classes))
+    if not spec:
+        return values
+    if not isinstance(spec, dict):
+        raise ModelError(f"model metadata 'label_values' must map classes to label values, got {type(spec).__name__}")
+    for k, v in spec.items():
+        c = _as_int_key(k, "label_values")
+        if not 0 <= c < num_classes or isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+            raise ModelError(f"model metadata 'label_values' entry {k!r}: {v!r} must map a class 0..{num_classes - 1} "
+                             "to an integer label value 0..65535")
+        values[c] = v
+    if len(set(values)) != len(values):
+        raise ModelError("model metadata 'label_values' gives two classes the same label value")
+    return values
 
 
 def _color(value: Any, label: int) -> tuple[int, int, int]:

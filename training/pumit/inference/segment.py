@@ -29,6 +29,7 @@ from pumit.errors import InputError
 from pumit.imageio import from_model_layout
 from pumit.inference.common import run_task, stage_bounds, start_preprocess
 from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
+from pumit.inference.intended import check_intended_input
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_image_output, sidecar_path
 from pumit.inference.preprocess import labels_to_native, read_input, resample_array
@@ -63,11 +64,15 @@ class SegmentationResult:
     depth_axis: int = 0
     notes: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    input_notes: dict[str, str] = field(default_factory=dict)  # departures from the intended input (pumit.inference.intended)
 
     def sidecar(self) -> dict[str, Any]:
         """The ``.labels.json`` content: ``{"model": id, "labels": [{value, name, color, terminology?}]}``
         for every foreground label (value 0, the background, is not listed)."""
-        return {"model": self.model_id, "labels": [li.to_dict() for li in self.label_info if li.value != 0]}
+        side = {"model": self.model_id, "labels": [li.to_dict() for li in self.label_info if li.value != 0]}
+        if self.input_notes:
+            side["input_notes"] = dict(self.input_notes)
+        return side
 
 
 def label_dtype(num_classes: int) -> tuple[type, torch.dtype]:
@@ -120,6 +125,10 @@ def _segment(
 ) -> SegmentationResult:
     device, pre, prep = start_preprocess(image, model, settings, prog)
     check_segmentable(prep, model, prog)
+    input_notes = check_intended_input(prep, model)  # 2D given to a 3D model: InputError; a small crop: a note
+    for kind, note in input_notes.items():
+        if kind != "modality":  # check_segmentable has printed that warning
+            prog.note(f"note: {note}")
     spacing = prep.spacing
     divisor = model.required_divisor(spacing)
     requested = settings.roi or model.inputs.roi or default_roi(spacing, prep.layout.planar)
@@ -128,7 +137,10 @@ def _segment(
         prog.note(note)
     roi = plan.roi
     num_classes = model.num_classes
-    np_dtype, torch_dtype = label_dtype(num_classes)
+    _, torch_dtype = label_dtype(num_classes)
+    values = np.array([li.value for li in model.labels])  # class -> label-map value (meta.label_values)
+    np_dtype = label_dtype(int(values.max()) + 1)[0]
+    lut = None if np.array_equal(values, np.arange(num_classes)) else values.astype(np_dtype)
     size = int(np.prod([max(n, r) for n, r in zip(prep.shape, roi)]))
     result_bytes = (num_classes + 1) * size * 4 + (num_classes * size * 4 if want_probs else 0)
     attempts = plan_attempts(device, precision=settings.precision, sw_batch=settings.sw_batch,
@@ -159,7 +171,8 @@ def _segment(
             on_windows=lambda d, t: span.update(d / t, f"window {d}/{t}"),
         )
         assert isinstance(logits, torch.Tensor)
-        labels = logits[0].argmax(0).to(torch_dtype).cpu().numpy().astype(np_dtype, copy=False)
+        labels = logits[0].argmax(0).to(torch_dtype).cpu().numpy()
+        labels = lut[labels] if lut is not None else labels.astype(np_dtype, copy=False)
         probs = torch.softmax(logits[0], 0).float().cpu().numpy() if want_probs else None
         del logits
         return labels, probs
@@ -181,7 +194,7 @@ def _segment(
         spacing=spacing, native_spacing=prep.native_spacing, resampled=prep.resampled, roi=windows[-1],
         windows=count_windows(prep.shape, windows[-1], settings.overlap),
         execution=used[-1].describe() if used else "", depth_axis=prep.layout.perm[0],
-        notes=list(prog.notes),
+        notes=list(prog.notes), input_notes=input_notes,
     )
 
 
