@@ -86,7 +86,7 @@ def label_dtype(num_classes: int) -> tuple[type, torch.dtype]:
 
 def check_segmentable(prep: Any, model: LoadedModel, prog: Progress) -> None:
     """Refuse a constant image (every voxel the same value: there is nothing to segment, yet a model would
-    label a part of it) and warn when the input's modality (given, from the DICOM tag, or detected from the
+    label a part of it) and warn when the input's modality (given, from the DICOM tag, or CT detected from the
     intensities by :func:`pumit.modality.detect_modality`) is not the one the model was trained on."""
     a = prep.array
     if a.size and float(a.max()) == float(a.min()):
@@ -96,8 +96,11 @@ def check_segmentable(prep: Any, model: LoadedModel, prog: Progress) -> None:
 
     want = canonical_modality(model.inputs.modality) if model.inputs.modality else None
     got = getattr(prep, "modality", None)
-    if want in ("ct", "mri") and got in ("ct", "mri") and got != want:
-        why = getattr(prep, "normalization_reason", "") or ""
+    why = getattr(prep, "normalization_reason", "") or ""
+    # detection is evidence only when it finds Hounsfield units ("mri" is its default, e.g. for a CT crop
+    # without air); a modality given (--modality) or from the DICOM tag always counts
+    evidence = got == "ct" or "detected" not in why
+    if want in ("ct", "mri") and got in ("ct", "mri") and got != want and evidence:
         prog.note(f"warning: model {model.model_id} was trained on {want.upper()} images but this input is {got.upper()} "
                   f"({why.split('; the model')[0]}); the labels are likely meaningless")
 

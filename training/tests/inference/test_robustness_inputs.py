@@ -36,3 +36,16 @@ def test_mri_given_to_the_mri_model_has_no_modality_warning(tmp_path: Path, run_
     code, out, err = run_cli("segment", DEMO, "-o", tmp_path / "seg.nii.gz", "-m", MODEL)
     assert code == 0, err
     assert "trained on" not in err
+
+
+def test_mri_given_to_a_ct_model_is_warned_about_when_the_modality_is_known(tmp_path: Path, run_cli, models):
+    """The tiny CT segmenter and a real MRI: warned when --modality says MRI; a guess from intensities alone
+    ("not CT") is no evidence (a CT crop without air looks the same), so no warning then."""
+    mri = tmp_path / "mri.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(DEMO)), str(mri))
+    code, out, err = run_cli("segment", mri, "-o", tmp_path / "a.nii.gz", "-m", models["seg"], "--modality", "MRI")
+    assert code == 0, err
+    assert any("trained on CT images but this input is MRI" in ln for ln in err.splitlines())
+    code, out, err = run_cli("segment", mri, "-o", tmp_path / "b.nii.gz", "-m", models["seg"])
+    assert code == 0, err
+    assert "trained on CT" not in err
