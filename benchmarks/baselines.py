@@ -8,8 +8,9 @@
 * ``timm-vit`` / ``timm-eva`` (only when ``import timm`` works): timm's 2D
   ``VisionTransformer`` / ``Eva`` (EVA-02 style: SwiGLU, RoPE) on a 2D image whose patch grid has the
   same number of tokens as ours (a 3D grid ``(d, h, w)`` is laid out as ``(d·h, w)``).
-* ``SwinUNETR`` (feature size 48, the published BTCV configuration) and ``UNETR`` (ViT-B encoder,
-  SDPA attention) from MONAI for segmentation.
+* ``SwinUNETR`` (feature size 48, the published BTCV configuration), ``UNETR`` (ViT-B encoder,
+  SDPA attention) and ``DynUNet`` configured like nnU-Net 3d_fullres (:func:`nnunet_dynunet`) from MONAI
+  for segmentation.
 
 All MIM baselines share ours' head ``Linear(C, C) → GELU → Linear(C, K)`` and loss.
 """
@@ -141,8 +142,47 @@ def mim_baselines(*, dim: int, depth: int, heads: int, codebook: int, img_size: 
     return models, notes
 
 
-def segmentation_baselines(num_classes: int, roi: tuple[int, int, int], swin_feature_size: int = 48, tiny: bool = False) -> dict[str, nn.Module]:
-    """MONAI SwinUNETR and UNETR for ``roi`` (D, H, W) windows (``tiny``: toy widths for the smoke test)."""
+def nnunet_plan(roi: tuple[int, int, int], spacing: tuple[float, float, float], max_stages: int = 6
+                ) -> tuple[list[list[int]], list[list[int]]]:
+    """Kernel sizes and strides by nnU-Net's 3d_fullres planning rules for a ``roi`` (D, H, W) patch at
+    ``spacing`` (mm, same order): an axis is downsampled by 2 while its spacing is at most 2x the finest
+    current spacing and it keeps at least 4 voxels (nnU-Net: feature map >= 4); its kernel is 3, or 1 while
+    the axis is more than 2x coarser than the finest (so 1x3x3 on thick slices); at most ``max_stages``."""
+    size, sp = list(roi), [float(v) for v in spacing]
+    kernels = [[3 if s <= 2 * min(sp) else 1 for s in sp]]
+    strides = [[1, 1, 1]]
+    while len(strides) < max_stages:
+        st = [2 if (s <= 2 * min(sp) and n // 2 >= 4) else 1 for s, n in zip(sp, size)]
+        if 2 not in st:
+            break
+        strides.append(st)
+        size = [n // v for n, v in zip(size, st)]
+        sp = [s * v for s, v in zip(sp, st)]
+        kernels.append([3 if s <= 2 * min(sp) else 1 for s in sp])
+    return kernels, strides
+
+
+def nnunet_dynunet(in_channels: int, num_classes: int, roi: tuple[int, int, int], spacing: tuple[float, float, float],
+                   base_filters: int = 32, max_filters: int = 320) -> tuple[nn.Module, tuple[int, int, int]]:
+    """MONAI ``DynUNet`` configured like nnU-Net 3d_fullres (:func:`nnunet_plan`; filters 32·2^k capped at 320,
+    instance norm + LeakyReLU, two convs per stage, no deep supervision at inference). Returns the network and its
+    total stride per axis (the input must be divisible by it)."""
+    from monai.networks.nets import DynUNet
+
+    kernels, strides = nnunet_plan(roi, spacing)
+    filters = [min(base_filters * 2**i, max_filters) for i in range(len(strides))]
+    net = DynUNet(3, in_channels, num_classes, kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:],
+                  filters=filters, norm_name="instance", deep_supervision=False, res_block=False)
+    total = [1, 1, 1]
+    for st in strides:
+        total = [t * v for t, v in zip(total, st)]
+    return net, (total[0], total[1], total[2])
+
+
+def segmentation_baselines(num_classes: int, roi: tuple[int, int, int], swin_feature_size: int = 48, tiny: bool = False,
+                           spacing: tuple[float, float, float] = (2.5, 0.8, 0.8)) -> dict[str, nn.Module]:
+    """MONAI SwinUNETR, UNETR and nnU-Net-like DynUNet for ``roi`` (D, H, W) windows at ``spacing`` (DynUNet's
+    plan depends on it); ``tiny``: toy widths for the smoke test."""
     from monai.networks.nets import UNETR, SwinUNETR
 
     if tiny:
@@ -158,7 +198,8 @@ def segmentation_baselines(num_classes: int, roi: tuple[int, int, int], swin_fea
         unetr = UNETR(in_channels=1, out_channels=num_classes, img_size=roi, feature_size=16, hidden_size=768, mlp_dim=3072, num_heads=12)
         name = "UNETR(ViT-B)"
     enable_sdpa(unetr)
-    return {swin_name: swin, name: unetr}
+    dyn, _ = nnunet_dynunet(1, num_classes, roi, spacing, base_filters=8 if tiny else 32, max_filters=32 if tiny else 320)
+    return {swin_name: swin, name: unetr, "DynUNet(nnU-Net)" if not tiny else "DynUNet(tiny)": dyn}
 
 
 def describe(model: nn.Module) -> dict[str, Any]:

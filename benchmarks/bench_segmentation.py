@@ -42,6 +42,7 @@ from benchmarks.common import (
     PeakMemory,
     autocast,
     compare,
+    load_snapshot,
     param_mb,
     record,
     release,
@@ -50,8 +51,12 @@ from benchmarks.common import (
 )
 from benchmarks.data import CT_SPACING, ct_volume, normalised_ct
 
-OURS = "SPAD-ViT-Seg"
+OURS = "SPAD-ViT-Seg"  # the light decoder: pumit's default segmentation architecture
+OURS_UNET = "SPAD-ViT-Seg(unet)"  # the original U-Net decoder (the shipped hippocampus model's design)
 FULL_SHAPE = (200, 512, 512)  # (D, H, W): 200 slices of 512 x 512
+ISO_SPACING = (1.0, 1.0, 1.0)
+#: issue 13's per-window goals for ours: >= 1.5x faster than the nnU-Net-like DynUNet, not slower than UNETR
+WINDOW_TARGETS = {"DynUNet": 1.5, "UNETR": 1.0}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {"vit": "base", "roi": (64, 128, 128), "volume": FULL_SHAPE, "num_classes": 2, "swin_fs": 48},
@@ -117,15 +122,20 @@ class EngineModel(nn.Module):
 def build_models(preset: dict[str, Any]) -> dict[str, EngineModel]:
     torch.manual_seed(0)
     nc, roi = preset["num_classes"], preset["roi"]
-    if preset["vit"] == "tiny":
-        vit = ViTConfig.preset("tiny", embed_dim=64, num_heads=2, depth=4)
-        seg_cfg = SegmenterConfig(vit=vit, num_classes=nc, adapter_channels=(16, 32, 64, 64), stem_channels=(8, 16))
-    else:
-        seg_cfg = SegmenterConfig(vit=ViTConfig.preset(preset["vit"]), num_classes=nc)
-    ours = SpadViTSegmenter(seg_cfg).eval()
-    models = {OURS: EngineModel(ours, OURS, nc, ours.required_divisor, True)}
-    for name, net in segmentation_baselines(nc, roi, preset["swin_fs"], tiny=preset["vit"] == "tiny").items():
-        div = 32 if name.startswith("Swin") else 16
+    models: dict[str, EngineModel] = {}
+    for name, decoder in ((OURS, "light"), (OURS_UNET, "unet")):
+        torch.manual_seed(0)
+        if preset["vit"] == "tiny":
+            vit = ViTConfig.preset("tiny", embed_dim=64, num_heads=2, depth=4)
+            widths = {"light": ((8, 16, 32, 64), (4, 8)), "unet": ((16, 32, 64, 64), (8, 16))}[decoder]
+            seg_cfg = SegmenterConfig(vit=vit, num_classes=nc, adapter_channels=widths[0], stem_channels=widths[1], decoder=decoder)
+        else:  # the default configuration of each decoder (pumit train segment --decoder light|unet, ViT-B)
+            seg_cfg = SegmenterConfig(vit=ViTConfig.preset(preset["vit"]), num_classes=nc, decoder=decoder)
+        net = SpadViTSegmenter(seg_cfg).eval()
+        models[name] = EngineModel(net, name, nc, net.required_divisor, True)
+    torch.manual_seed(0)
+    for name, net in segmentation_baselines(nc, roi, preset["swin_fs"], tiny=preset["vit"] == "tiny", spacing=CT_SPACING).items():
+        div = 32 if name.startswith(("Swin", "DynUNet")) else 16
         models[name] = EngineModel(net.eval(), name, nc, lambda s, d=div: (d, d, d), False)
     return models
 
@@ -191,7 +201,7 @@ def direct_segment(model: EngineModel, src: Path, dst: Path, *, device: torch.de
     x = torch.from_numpy(norm)[None, None].to(device)
     synchronize(device)
     t.append(time.perf_counter())
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = torch.bfloat16 if _resolved_precision(device, precision) == "bf16" else torch.float32
     spacing = layout.spacing
     model.to(device)
     with torch.inference_mode(), autocast(device, dtype):
@@ -241,17 +251,51 @@ def window_gflops(model: nn.Module, roi, spacing) -> float | None:
 # ----------------------------------------------------------------------------------------- benchmark
 
 
-def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overlap: float = 0.25, sw_batch: int | None = None,
-        precisions: tuple[str, ...] = ("fp32",), window_variants: tuple[tuple[str, bool], ...] | None = None,
-        bf16_window_models: str = "all", e2e_warmup: int | None = None, window_repeats: int | None = None, full_volume: bool = True, full_windows: int | None = None,
-        compile_model: bool = False, log=print, workdir: str | Path | None = None) -> tuple[list[dict], list[dict], list[str]]:
-    """``window_variants``: ``(precision, channels_last)`` pairs timed on one window (default: fp32 and bf16,
-    contiguous and channels-last); ``bf16_window_models``: ``"all"`` or ``"ours"`` (bf16 variants only for ours).
-    ``e2e_warmup``: untimed end-to-end runs before the timed ones (default ``warmup``; the window step
-    already warmed each model up at the same window shape)."""
+def _rotated(items: list, r: int) -> list:
+    """Round ``r`` of a rotation: start at item ``r mod n``; odd rounds also reversed (no one always first)."""
+    if not items:
+        return items
+    k = r % len(items)
+    out = items[k:] + items[:k]
+    return out[::-1] if r % 2 else out
+
+
+def _engine_defaults(inf: Any | None) -> dict[str, Any]:
+    """The defaults of ``pumit segment`` (:class:`pumit.inference.InferenceSettings`), read from the engine."""
+    if inf is None:
+        return {"overlap": 0.5, "precision": "auto", "blend": "gaussian", "sw_batch": None}
+    d = inf.InferenceSettings()
+    return {"overlap": d.overlap, "precision": d.precision, "blend": d.blend, "sw_batch": d.sw_batch}
+
+
+def _resolved_precision(device: torch.device, precision: str) -> str:
+    """What ``precision`` (``auto``/``fp32``/``bf16``) means for segmentation on ``device``: ``fp32`` or ``bf16``."""
+    if precision != "auto":
+        return precision
+    try:
+        from pumit.inference.devices import resolve_precision
+
+        dt = resolve_precision("auto", device, cpu_bf16=True)
+    except Exception:  # noqa: BLE001 - engine unavailable: fp32
+        return "fp32"
+    return "bf16" if dt == torch.bfloat16 else ("fp16" if dt == torch.float16 else "fp32")
+
+
+def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overlap: float | None = None, sw_batch: int | None = None,
+        precisions: tuple[str, ...] = ("auto",), window_variants: tuple[tuple[str, bool], ...] | None = None,
+        bf16_window_models: str = "all", e2e_warmup: int | None = None, window_repeats: int | None = None, full_volume: bool = True,
+        full_windows: int | None = None, compile_model: bool = False, log=print, workdir: str | Path | None = None,
+        steps: tuple[str, ...] = ("window", "e2e", "full")) -> tuple[list[dict], list[dict], list[str]]:
+    """Every step interleaves the models **with rotation** after warm-up calls of each (so background load and
+    cache/thermal drift hit all alike), and records process CPU time beside wall time plus the load before/after.
+
+    ``overlap`` / ``sw_batch`` / ``precisions``: ``None`` / ``"auto"`` = the engine's defaults (what ``pumit segment``
+    does); ``window_variants``: ``(precision, channels_last)`` pairs timed on one window (default: fp32 and bf16,
+    contiguous and channels-last); ``bf16_window_models``: ``"all"`` or ``"ours"``. ``e2e_warmup``: untimed end-to-end
+    runs of each model before the timed ones (default ``warmup``). ``full_windows=K`` runs only K windows of the
+    512x512x200 volume and extrapolates (``None``: all windows, measured). ``steps``: which of window / e2e / full."""
     preset = PRESETS[size]
     roi = tuple(preset["roi"])
-    sw_batch = sw_batch or (4 if device.type == "cuda" else 1)
     records: list[dict] = []
     comparisons: list[dict] = []
     notes: list[str] = []
@@ -261,150 +305,254 @@ def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overl
     pipeline = "pumit.inference.segment" if inf is not None else "direct (benchmarks.bench_segmentation.direct_segment)"
     if inf is None:
         notes.append("segmentation: pumit.inference could not be imported; the direct pipeline was used for every model")
+    defaults = _engine_defaults(inf)
+    overlap = defaults["overlap"] if overlap is None else overlap
+    sw_batch = sw_batch or defaults["sw_batch"] or (4 if device.type == "cuda" else 1)
     models = build_models(preset)
     spacing = CT_SPACING
     common = {"roi": list(roi), "overlap": overlap, "sw_batch": sw_batch, "blend": "gaussian", "num_classes": preset["num_classes"],
               "spacing": list(spacing)}
+    notes.append(f"segmentation settings: overlap {overlap}, sw_batch {sw_batch}, precision {list(precisions)} "
+                 f"(engine defaults: {defaults}); every step interleaves the models with rotation after warm-up")
 
-    # 1. one window per model: memory format and precision (before / after)
+    # 1. one window per model, memory format x precision, all (model, variant) pairs interleaved with rotation
     window = normalised_ct(roi)
-    best_cl: dict[str, bool] = {}
     gflops = {name: window_gflops(m, roi, spacing) for name, m in models.items()}
-    for name, m in models.items():
-        m.to(device)
-        x = window.to(device)
-        per: dict[tuple[str, bool], dict] = {}
-        variants = window_variants or (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
-        for prec, cl in variants:
-            if prec == "bf16" and bf16_window_models == "ours" and name != OURS:
-                continue
-            m.set_channels_last(cl)
+    gflops_iso = window_gflops(models[OURS], roi, ISO_SPACING)
+    variants = list(window_variants or (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)))
+    per: dict[tuple[str, str, bool, tuple], dict] = {}
+    best_cl: dict[tuple[str, str], bool] = {}
+    if "window" in steps:
+        entries: list[tuple[str, str, bool, tuple]] = []
+        for name in models:
+            for prec, cl in variants:
+                if prec == "bf16" and bf16_window_models == "ours" and name not in (OURS, OURS_UNET):
+                    continue
+                entries.append((name, prec, cl, spacing))
+        for prec, cl in variants:  # ours at isotropic 1 mm: the token grid of a spacing-aware ViT depends on the spacing
+            entries.append((OURS, prec, cl, ISO_SPACING))
+        names = list(models)
+        times: dict[tuple, tuple[list[float], list[float]]] = {e: ([], []) for e in entries}
+        load0 = load_snapshot()
+        n_rep = window_repeats or repeats
+        for r in range(warmup + n_rep):
+            for name in _rotated(names, r):  # models rotate; a model's variants run together (weights converted once)
+                m = models[name]
+                m.to(device)
+                x = window.to(device)
+                for e in _rotated([e for e in entries if e[0] == name], r):
+                    _, prec, cl, sp = e
+                    m.set_channels_last(cl)
+                    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+                    synchronize(device)
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    with torch.inference_mode(), autocast(device, dtype):
+                        m(x, sp)
+                    synchronize(device)
+                    if r >= warmup:
+                        times[e][0].append(time.perf_counter() - t0)
+                        times[e][1].append(time.process_time() - c0)
+                m.set_channels_last(False)
+                if device.type != "cpu":
+                    m.to("cpu")
+                release(device)
+        load1 = load_snapshot()
+        for e, (walls, cpus) in times.items():
+            name, prec, cl, sp = e
+            iso = sp == ISO_SPACING
+            gf = gflops_iso if iso else gflops[name]
             dtype = torch.bfloat16 if prec == "bf16" else torch.float32
-
-            def fwd(_m=m, _x=x, _d=dtype):
-                with torch.inference_mode(), autocast(device, _d):
-                    _m(_x, spacing)
-
-            release(device)
-            with PeakMemory(device) as pm:
-                walls, cpus = time_calls(fwd, device, window_repeats or repeats, warmup)
-            rec = record("seg_window", f"{name}/{'channels_last_3d' if cl else 'contiguous'}/{prec}", model=name,
-                         memory_format="channels_last_3d" if cl else "contiguous", precision=prec, device=device, dtype=dtype,
-                         shapes={"window": [1, 1, *roi], **common}, times=walls, cpu_times=cpus, warmup=warmup,
-                         work=float(np.prod(roi)), work_unit="voxels", peak=pm, params_mb=param_mb(m),
-                         gflops_per_window=gflops[name])
-            if gflops[name]:
-                rec["achieved_gflops_per_s"] = gflops[name] / rec["median_s"]
+            rec = record("seg_window", f"{name}/{'channels_last_3d' if cl else 'contiguous'}/{prec}" + ("/iso1mm" if iso else ""),
+                         model=name, memory_format="channels_last_3d" if cl else "contiguous", precision=prec, device=device,
+                         dtype=dtype, shapes={"window": [1, 1, *roi], **common, "spacing": list(sp)}, times=walls, cpu_times=cpus,
+                         warmup=warmup, work=float(np.prod(roi)), work_unit="voxels", params_mb=param_mb(models[name]),
+                         gflops_per_window=gf, interleaved=True, load_before=load0, load_after=load1)
+            if gf:
+                rec["achieved_gflops_per_s"] = gf / rec["median_s"]
             records.append(rec)
-            per[(prec, cl)] = rec
-            log(f"  seg window {name:18s} {'cl3d' if cl else 'cont':4s} {prec:4s} {rec['median_s']:7.3f} s  "
-                f"mem {rec['peak_mem_mb'] if rec['peak_mem_mb'] is None else round(rec['peak_mem_mb'])} MB")
-        base = per.get(("fp32", False))
-        # the faster format by the minimum time (the least disturbed by other load on a shared machine)
-        best_cl[name] = bool(base and ("fp32", True) in per and per[("fp32", True)]["min_s"] < base["min_s"])
-        if base and ("fp32", True) in per:
-            comparisons.append(compare(f"seg_window/{name}: channels_last_3d vs contiguous (fp32)", per[("fp32", True)], base,
-                                       metric="median_s", higher_is_better=False, note="optimization before/after: >1 = channels-last faster"))
-        for cl in (False, True):
-            ref = per.get(("fp32", cl))
-            if ref and ("bf16", cl) in per:
-                fmt = "channels_last_3d" if cl else "contiguous"
-                comparisons.append(compare(f"seg_window/{name}: bf16 autocast vs fp32 ({fmt})", per[("bf16", cl)], ref,
-                                           metric="median_s", higher_is_better=False, note="optimization before/after: >1 = bf16 faster"))
-        if compile_model and name == OURS:
-            records += _compiled_window(m, x, spacing, device, repeats, warmup, roi, common, notes, log)
-        m.set_channels_last(False)
-        m.to("cpu")
-        release(device)
+            per[e] = rec
+            log(f"  seg window {name:20s} {'cl3d' if cl else 'cont':4s} {prec:4s}{' iso' if iso else ''} {rec['median_s']:7.3f} s "
+                f"(cpu {rec.get('cpu_median_s', 0):.2f} s, {gf or 0:.0f} GFLOP)")
+        for name in models:
+            for prec in ("fp32", "bf16"):
+                a, b = per.get((name, prec, True, spacing)), per.get((name, prec, False, spacing))
+                if a and b:
+                    best_cl[(name, prec)] = a["median_s"] < b["median_s"]
+                    comparisons.append(compare(f"seg_window/{name}: channels_last_3d vs contiguous ({prec})", a, b, metric="median_s",
+                                               higher_is_better=False, note="optimization before/after: >1 = channels-last faster"))
+            for cl in (False, True):
+                a, b = per.get((name, "bf16", cl, spacing)), per.get((name, "fp32", cl, spacing))
+                if a and b:
+                    comparisons.append(compare(f"seg_window/{name}: bf16 autocast vs fp32 ({'channels_last_3d' if cl else 'contiguous'})",
+                                               a, b, metric="median_s", higher_is_better=False, note="optimization before/after: >1 = bf16 faster"))
+        # ours vs every baseline per window, each in its faster memory format, per precision
+        for prec in ("fp32", "bf16"):
+            def best(name: str, sp=spacing) -> dict | None:
+                cands = [per.get((name, prec, cl, sp)) for cl in (False, True)]
+                cands = [c for c in cands if c]
+                return min(cands, key=lambda c: c["median_s"]) if cands else None
 
-    # 2. end to end on the benchmark volume, each model in its faster memory format
+            ours = best(OURS)
+            for name in models:
+                if name == OURS or ours is None or best(name) is None:
+                    continue
+                target = WINDOW_TARGETS.get(name.split("(")[0]) if name != OURS_UNET else None
+                comparisons.append(compare(f"seg_window/{prec}: {OURS} vs {name}", ours, best(name), metric="median_s",
+                                           higher_is_better=False, target=target,
+                                           note="one 64x128x128 window at CT spacing, each model in its faster memory format"))
+            iso = best(OURS, ISO_SPACING)
+            unetr = next((best(n) for n in models if n.startswith("UNETR")), None)
+            if iso and unetr:
+                comparisons.append(compare(f"seg_window/{prec}: {OURS} at isotropic 1 mm vs {unetr['model']}", iso, unetr,
+                                           metric="median_s", higher_is_better=False,
+                                           note="UNETR's 16^3 patches give 256 tokens at any spacing; ours 256 at 1 mm, 512 at 2.5 mm slices"))
+        if compile_model:
+            m = models[OURS]
+            records += _compiled_window(m, window.to(device), spacing, device, repeats, warmup, roi, common, notes, log)
+            m.to("cpu")
+
+    # 2. end to end on the benchmark volume at the engine's defaults, models interleaved with rotation
     vol_shape = tuple(preset["volume"])
-    src = ct_volume(vol_shape, tmp)
     n_win = count_windows(vol_shape, roi, overlap)
     e2e: dict[tuple[str, str], dict] = {}
-    for prec in precisions:
-        for name, m in models.items():
-            m.set_channels_last(best_cl[name])
-            rec = _e2e(inf, m, src, tmp, device, roi, overlap, sw_batch, prec, repeats, warmup if e2e_warmup is None else e2e_warmup,
-                       common, vol_shape, n_win, pipeline, log)
-            rec["gflops_per_window"] = gflops[name]
+    if "e2e" in steps:
+        src = ct_volume(vol_shape, tmp)
+        for prec in precisions:
+            eff = _resolved_precision(device, prec)
+            for name, m in models.items():
+                m.set_channels_last(best_cl.get((name, eff), False))
+            runs = _e2e_interleaved(inf, models, src, tmp, device, roi, overlap, sw_batch, prec, repeats,
+                                    warmup if e2e_warmup is None else e2e_warmup, common, vol_shape, n_win, pipeline, log)
+            for name, rec in runs.items():
+                rec["gflops_per_window"] = gflops[name]
+                rec["precision_resolved"] = eff
+                records.append(rec)
+                e2e[(name, prec)] = rec
+            for m in models.values():
+                m.set_channels_last(False)
+                m.to("cpu")
+            release(device)
+            ours = e2e[(OURS, prec)]
+            for name in models:
+                if name == OURS:
+                    continue
+                target = 2.0 if name.startswith("Swin") else None
+                comparisons.append(compare(f"seg_e2e/{prec}: {OURS} vs {name}", ours, e2e[(name, prec)], metric="median_s",
+                                           higher_is_better=False, target=target,
+                                           note=f"end-to-end seconds ({n_win} windows), same ROI/overlap/sw-batch/precision/pipeline, "
+                                                "interleaved with rotation; ratio = baseline/ours"))
+
+        # 2b. the direct pipeline (volume resident on the device) for ours, against the engine
+        if inf is not None and device.type == "cuda":
+            m = models[OURS]
+            prec = precisions[-1]
+            m.set_channels_last(best_cl.get((OURS, _resolved_precision(device, prec)), False))
+            rec = _e2e(None, m, src, tmp, device, roi, overlap, sw_batch, prec, repeats, warmup, common, vol_shape, n_win,
+                       "direct (volume on device)", log)
             records.append(rec)
-            e2e[(name, prec)] = rec
+            comparisons.append(compare(f"seg_e2e/{prec}: direct pipeline vs pumit.inference.segment ({OURS})", rec,
+                                       e2e[(OURS, prec)], metric="median_s", higher_is_better=False,
+                                       note=">1: keeping the whole volume on the GPU (no per-window host→device copy) pays"))
             m.set_channels_last(False)
             m.to("cpu")
-            release(device)
-        ours = e2e[(OURS, prec)]
-        for name in models:
-            if name == OURS:
-                continue
-            target = 2.0 if name.startswith("Swin") else None
-            comparisons.append(compare(f"seg_e2e/{prec}: {OURS} vs {name}", ours, e2e[(name, prec)], metric="median_s",
-                                       higher_is_better=False, target=target,
-                                       note="end-to-end seconds, same ROI/overlap/sw-batch/precision/pipeline; ratio = baseline/ours"))
 
-    # 2b. the direct pipeline (volume resident on the device) for ours, against the engine
-    if inf is not None and device.type == "cuda":
-        m = models[OURS]
-        m.set_channels_last(best_cl[OURS])
-        rec = _e2e(None, m, src, tmp, device, roi, overlap, sw_batch, precisions[-1], repeats, warmup, common, vol_shape, n_win,
-                   "direct (volume on device)", log)
-        records.append(rec)
-        comparisons.append(compare(f"seg_e2e/{precisions[-1]}: direct pipeline vs pumit.inference.segment ({OURS})", rec,
-                                   e2e[(OURS, precisions[-1])], metric="median_s", higher_is_better=False,
-                                   note=">1: keeping the whole volume on the GPU (no per-window host→device copy) pays"))
-        m.set_channels_last(False)
-        m.to("cpu")
-
-    # 3. ours on the full CT-sized volume (extrapolated from K windows when full_windows is set)
+    # 3. ours on the full CT-sized volume at the engine's defaults: measured (every window) unless full_windows is set
     full_shape = tuple(preset.get("full_volume", FULL_SHAPE))
-    if full_volume and full_shape == vol_shape and full_windows is None:  # step 2 already ran it, every window
-        for prec in precisions:
-            rec = dict(e2e[(OURS, prec)], group="seg_e2e_full", windows_total=n_win, windows_run=n_win)
-            records.append(rec)
-    elif full_volume:
+    if "full" in steps and full_volume:
         src_full = ct_volume(full_shape, tmp)
         n_full = count_windows(full_shape, roi, overlap)
         m = models[OURS]
-        m.set_channels_last(best_cl[OURS])
         prec = precisions[-1]
+        eff = _resolved_precision(device, prec)
+        m.set_channels_last(best_cl.get((OURS, eff), False))
         k = None if (full_windows is None or full_windows >= n_full) else max(int(full_windows), 1)
         m.reset_counters(limit=k, time_windows=k is not None)  # no per-window synchronisation in a real full run
         dst = tmp / "full_seg.nii.gz"
         release(device)
+        load0 = load_snapshot()
+        c0 = time.process_time()
         with PeakMemory(device) as pm:
             if inf is not None:
                 stages = engine_segment(inf, m, src_full, dst, device=device, roi=roi, overlap=overlap, sw_batch=sw_batch, precision=prec)
             else:
                 stages = direct_segment(m, src_full, dst, device=device, roi=roi, overlap=overlap, sw_batch=sw_batch, precision=prec)
+        cpu_s = time.process_time() - c0
+        load1 = load_snapshot()
         real, fake = list(m.real_times), list(m.fake_times)
         m.reset_counters()
         measured = stages["total"]
         extra: dict[str, Any] = {"windows_total": n_full, "windows_run": len(real) if k else n_full, "measured_wall_s": measured,
-                                 "gflops_per_window": gflops[OURS],
-                                 "per_window_median_s": statistics.median(real) if real else None, "stages_s": stages}
+                                 "gflops_per_window": gflops[OURS], "stages_s": stages, "load_before": load0, "load_after": load1,
+                                 "precision_resolved": eff, "memory_format": "channels_last_3d" if m.channels_last else "contiguous"}
         total = measured
         if k is not None:
             per_window = statistics.median(real[1:] if len(real) > 2 else real)
-            # sw_batch windows per model call: the fake calls stand for (calls) * sw_batch windows
             missing_calls = len(fake)
             total = measured - sum(fake) + missing_calls * per_window
+            extra["per_window_median_s"] = per_window
             extra["extrapolation"] = (f"{len(real)} of {len(real) + len(fake)} sliding-window model calls ran the model "
                                       f"({sw_batch} window(s) per call, {n_full} windows); total = measured {measured:.1f} s "
                                       f"- {sum(fake):.2f} s of stand-in calls + {missing_calls} x median {per_window:.2f} s per call. "
                                       "Read, normalisation, blending, argmax and write ran on the full volume.")
+        else:
+            extra["per_window_median_s"] = stages.get("inference", measured) / max(n_full, 1)
         rec = record("seg_e2e_full", f"{OURS}/{prec}/full{'-extrapolated' if k else ''}", model=OURS, precision=prec, device=device,
-                     dtype=torch.bfloat16 if prec == "bf16" else torch.float32,
-                     shapes={"volume": list(full_shape), **common, "memory_format": "channels_last_3d" if best_cl[OURS] else "contiguous"},
-                     times=[total], warmup=0, work=float(np.prod(full_shape)), work_unit="voxels", peak=pm, params_mb=param_mb(m),
+                     dtype=torch.bfloat16 if eff == "bf16" else torch.float32,
+                     shapes={"volume": list(full_shape), **common}, times=[total], cpu_times=[cpu_s], warmup=0,
+                     work=float(np.prod(full_shape)), work_unit="voxels", peak=pm, params_mb=param_mb(m),
                      extrapolated=k is not None, pipeline=pipeline, **extra)
         records.append(rec)
-        log(f"  seg full {OURS} {prec}: {total:.1f} s{' (extrapolated)' if k else ''}, measured {measured:.1f} s, "
-            f"{extra['windows_run']}/{n_full} windows")
+        log(f"  seg full {OURS} {prec}({eff}): {total:.1f} s{' (extrapolated)' if k else ' (measured)'}, cpu {cpu_s:.1f} s, "
+            f"{extra['windows_run']}/{n_full} windows, load {load0.get('loadavg_1_5_15')} -> {load1.get('loadavg_1_5_15')}")
         m.set_channels_last(False)
         m.to("cpu")
     shutil.rmtree(tmp, ignore_errors=True) if workdir is None else None
     release(device)
     return records, comparisons, notes
+
+
+def _e2e_interleaved(inf, models: dict[str, EngineModel], src: Path, tmp: Path, device, roi, overlap, sw_batch, prec, repeats,
+                     warmup, common, vol_shape, n_win, pipeline: str, log) -> dict[str, dict]:
+    """End to end runs of every model: ``warmup`` untimed runs each, then ``repeats`` rounds with the model order
+    rotated each round. Returns one record per model."""
+    names = list(models)
+    stage_runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    load0 = load_snapshot()
+    for r in range(warmup + repeats):
+        for name in _rotated(names, r):
+            m = models[name]
+            dst = tmp / f"seg_{name.replace('/', '_').replace('(', '_').replace(')', '_')}.nii.gz"
+            release(device)
+            c0, t0 = time.process_time(), time.perf_counter()
+            if inf is not None:
+                st = engine_segment(inf, m, src, dst, device=device, roi=roi, overlap=overlap, sw_batch=sw_batch, precision=prec)
+            else:
+                st = direct_segment(m, src, dst, device=device, roi=roi, overlap=overlap, sw_batch=sw_batch, precision=prec)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if device.type != "cpu":
+                m.to("cpu")
+            dst.unlink(missing_ok=True)
+            if r >= warmup:
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+                stage_runs[name].append(st)
+    load1 = load_snapshot()
+    out: dict[str, dict] = {}
+    for name in names:
+        m = models[name]
+        stages = {k: statistics.median(x[k] for x in stage_runs[name] if k in x) for k in stage_runs[name][0]}
+        rec = record("seg_e2e", f"{name}/{prec}/{pipeline.split()[0]}", model=name, precision=prec, device=device,
+                     dtype=torch.bfloat16 if _resolved_precision(device, prec) == "bf16" else torch.float32,
+                     shapes={"volume": list(vol_shape), **common, "memory_format": "channels_last_3d" if m.channels_last else "contiguous"},
+                     times=walls[name], cpu_times=cpus[name], warmup=warmup, work=float(np.prod(vol_shape)), work_unit="voxels",
+                     params_mb=param_mb(m), windows=n_win, stages_s=stages, pipeline=pipeline, output_dtype="uint8",
+                     interleaved=True, load_before=load0, load_after=load1)
+        out[name] = rec
+        log(f"  seg e2e {name:20s} {prec:4s} {rec['median_s']:7.2f} s (cpu {rec['cpu_median_s']:.1f} s, {n_win} windows)  stages "
+            + " ".join(f"{k}={v:.2f}" for k, v in stages.items()))
+    return out
 
 
 def _e2e(inf, m: EngineModel, src: Path, tmp: Path, device, roi, overlap, sw_batch, prec, repeats, warmup, common, vol_shape, n_win,

@@ -81,23 +81,18 @@ def run_device(device: torch.device, args: argparse.Namespace, log=print) -> dic
                                                   use_timm=not args.no_timm, compile_model=args.compile, log=log)
             elif bench == "segmentation":
                 quick_cpu = not cuda and args.quick
-                precisions = ("fp32", "bf16") if cuda else ("fp32",)
-                if tiny:
-                    seg_size, default_k = "tiny", None
-                elif quick_cpu:  # the small volume for all models; ours on 512x512x200 from 6 windows
-                    seg_size, default_k = "cpu", 6
-                else:  # 512x512x200 for every model, every window (on 2 CPU cores: hours)
-                    seg_size, default_k = "full", None
-                full_windows = args.full_windows if args.full_windows is not None else default_k
-                if cuda:
-                    variants = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
-                else:  # bf16 does not pay on a CPU without AMX/avx512_bf16: measured once, for ours
-                    variants = (("fp32", False), ("fp32", True), ("bf16", False))
+                # the engine's default precision ("auto": bf16 on a GPU and on CPUs with native bf16), and fp32 on CUDA too
+                precisions = ("fp32", "auto") if cuda else ("auto",)
+                seg_size = "tiny" if tiny else ("cpu" if quick_cpu else "full")
+                # 512x512x200 is measured (every window) unless --full-windows K asks for an extrapolation from K windows
+                full_windows = args.full_windows
+                variants = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
                 recs, cmps, notes = bench_segmentation.run(
                     device, size=seg_size, repeats=seg_repeats, warmup=warmup, overlap=args.overlap, precisions=precisions,
-                    window_variants=variants, bf16_window_models="all" if cuda else "ours",
-                    window_repeats=repeats if cuda else 2, e2e_warmup=None if cuda else 0,
-                    full_volume=not args.no_full_volume, full_windows=full_windows, compile_model=args.compile, log=log)
+                    window_variants=variants, bf16_window_models="all",
+                    window_repeats=repeats if cuda else (1 if tiny else 2), e2e_warmup=None,
+                    full_volume=not args.no_full_volume, full_windows=full_windows, compile_model=args.compile, log=log,
+                    steps=tuple(args.seg_steps))
             else:
                 raise ValueError(f"unknown benchmark {bench!r}")
             for r in recs:
@@ -207,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
     p.add_argument("--repeats", type=int, help="timed repeats per measurement (default: 3 CPU, 5 CUDA)")
     p.add_argument("--seg-repeats", type=int, help="timed repeats of each end-to-end segmentation (default: 2 CPU, 3 CUDA)")
-    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap for every model (default 0.25)")
+    p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap for every model (default: pumit segment's)")
     p.add_argument("--full-windows", type=int, help="ours on 512x512x200: run only this many windows and extrapolate "
-                                                    "(default: 6 on the CPU, all on CUDA)")
+                                                    "(default: every window, measured)")
+    p.add_argument("--seg-steps", nargs="+", choices=("window", "e2e", "full"), default=["window", "e2e", "full"],
+                   help="segmentation steps to run (default all; with --merge the others stay from the earlier run)")
     p.add_argument("--no-full-volume", action="store_true", help="skip ours on the 512x512x200 volume")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (clean fallback to eager on failure)")
     p.add_argument("--no-timm", action="store_true", help="do not try the timm baselines even if timm imports")

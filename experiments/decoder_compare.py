@@ -53,32 +53,15 @@ class SpacingIgnoring(nn.Module):
         return self.net(x)
 
 
-def nnunet_dynunet(in_channels: int, num_classes: int, roi: tuple[int, int, int], spacing: tuple[float, float, float],
-                   max_filters: int = 320) -> tuple[nn.Module, int]:
-    """A DynUNet with nnU-Net 3d_fullres planning rules: 3³ kernels (1×3×3 while an axis is > 2× coarser),
-    stride-2 downsampling of an axis while its spacing is ≤ 2× the finest and it stays ≥ 4 voxels,
-    filters 32·2^k capped at ``max_filters``, instance norm + LeakyReLU, no deep supervision at inference.
-    Returns the network and its in-plane total stride."""
-    from monai.networks.nets import DynUNet
+def nnunet_dynunet(in_channels: int, num_classes: int, roi: tuple[int, int, int], spacing: tuple[float, float, float]
+                   ) -> tuple[nn.Module, int]:
+    """MONAI DynUNet with nnU-Net 3d_fullres planning rules (:func:`benchmarks.baselines.nnunet_dynunet`);
+    returns the network and its in-plane total stride."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.baselines import nnunet_dynunet as build
 
-    size, sp = list(roi), list(spacing)
-    kernels, strides = [], [[1, 1, 1]]
-    kernels.append([3 if s <= 2 * min(sp) else 1 for s in sp])
-    while True:
-        st = [2 if (s <= 2 * min(sp) and n // 2 >= 4) else 1 for s, n in zip(sp, size)]
-        if sum(v == 2 for v in st) == 0 or len(strides) >= 6:
-            break
-        strides.append(st)
-        size = [n // v for n, v in zip(size, st)]
-        sp = [s * v for s, v in zip(sp, st)]
-        kernels.append([3 if s <= 2 * min(sp) else 1 for s in sp])
-    filters = [min(32 * 2 ** i, max_filters) for i in range(len(strides))]
-    net = DynUNet(3, in_channels, num_classes, kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:],
-                  filters=filters, norm_name="instance", deep_supervision=False, res_block=False)
-    total = 1
-    for st in strides:
-        total *= st[1]
-    return net, total
+    net, stride = build(in_channels, num_classes, roi, spacing)
+    return net, stride[1]
 
 
 def monai_unetr(in_channels: int, num_classes: int, roi: tuple[int, int, int], hidden: int, heads: int) -> nn.Module:

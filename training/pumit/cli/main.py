@@ -25,7 +25,17 @@ EPILOG = """exit codes: 0 success, 1 internal error (bug), 2 bad input or option
 (unknown id, checksum, wrong task), 4 out of memory/resources, 130 cancelled"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wanted_command(argv: Sequence[str] | None) -> str | None:
+    """The sub-command named by ``argv`` (its first word), or ``None`` (``pumit --help``, ``--version``, a typo)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return args[0] if args and args[0] in COMMAND_MODULES else None
+
+
+def build_parser(argv: Sequence[str] | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The ``pumit`` parser. With ``lazy`` and a command in ``argv``, only that command's module is imported
+    (start-up time: ``pumit segment`` does not import the model store or the training options); the other
+    commands get placeholder parsers that are never used."""
+    wanted = _wanted_command(argv) if lazy else None
     parser = argparse.ArgumentParser(
         prog="pumit",
         description="Spacing-aware universal medical image models: segment, reconstruct, classify, train, manage models.",
@@ -36,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
+        if wanted is not None and name != wanted:
+            sub.add_parser(name, add_help=False)
+            continue
         module = importlib.import_module(f"pumit.cli.{name}")
         module.register(sub)
     return parser
@@ -50,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # never crash printing a non-ASCII message in a C/ASCII locale
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
+    parser = build_parser(argv, lazy=True)
     args = parser.parse_args(argv)
     if hasattr(signal, "SIGTERM") and argv is None:
         signal.signal(signal.SIGTERM, _raise_cancel)

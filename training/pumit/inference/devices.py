@@ -2,8 +2,12 @@
 
 * :func:`resolve_device` turns ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` into a :class:`torch.device`
   (``auto`` = the first CUDA GPU when there is one, else the CPU).
-* :func:`autocast` is the mixed-precision context: bf16 on GPUs that support it, else fp16, and fp32
-  on the CPU unless asked otherwise.
+* :func:`autocast` is the mixed-precision context: bf16 on GPUs that support it, else fp16; on the CPU
+  fp32, or bf16 where the caller allows it and the CPU has native bf16 arithmetic
+  (:func:`cpu_has_native_bf16`: AVX512-BF16 or AMX; emulated bf16 is about 2x *slower* than fp32).
+* :func:`mps_available` / :func:`resolve_device` handle Apple GPUs (``mps``): ``--device mps`` on a
+  machine without one falls back to the CPU with a one-line note (``auto`` never picks MPS silently
+  unless it is there).
 * :func:`oom_kind` tells a GPU out-of-memory error (recoverable by falling back to smaller batches or
   the CPU) from a CPU one (reported to the user as :class:`~pumit.errors.ResourceError` naming the
   knobs ``--roi``, ``--sw-batch`` and ``--device``).
@@ -12,9 +16,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -25,8 +33,47 @@ from pumit.inference.constants import PRECISIONS
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
 
-def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
-    """The device for ``spec``; raises :class:`~pumit.errors.InputError` for a malformed or unavailable one."""
+#: Set to ``0`` to keep CPU inference in fp32 even where the CPU has native bf16 (``--precision fp32`` per run).
+CPU_BF16_ENV = "PUMIT_CPU_BF16"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX-BF16), the condition under which bf16
+    autocast is faster than fp32 on the CPU. Uses PyTorch's own CPU capability checks, else ``/proc/cpuinfo``."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(c is not None for c in checks):
+        with contextlib.suppress(Exception):
+            return any(bool(c()) for c in checks if c is not None)
+    with contextlib.suppress(OSError):
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    return False
+
+
+def mps_available() -> bool:
+    """Whether an Apple GPU (Metal Performance Shaders) is usable by this PyTorch."""
+    mps = getattr(torch.backends, "mps", None)
+    try:
+        return bool(mps is not None and mps.is_available())
+    except Exception:  # noqa: BLE001 - a broken Metal runtime is "not available"
+        return False
+
+
+def _mps_unavailable_reason() -> str:
+    mps = getattr(torch.backends, "mps", None)
+    if sys.platform != "darwin":
+        return "Apple GPUs (mps) exist only on macOS"
+    if mps is None or not mps.is_built():
+        return "this PyTorch was built without MPS support"
+    return "no usable Apple GPU (macOS 12.3+ on Apple silicon or an AMD GPU is needed)"
+
+
+def resolve_device(spec: str | torch.device | None = "auto", *, note: Callable[[str], None] | None = None) -> torch.device:
+    """The device for ``spec``; raises :class:`~pumit.errors.InputError` for a malformed or unavailable one.
+
+    ``mps`` where no Apple GPU is usable falls back to the CPU with a one-line ``note`` (when given;
+    else it raises like an unavailable CUDA device)."""
     if isinstance(spec, torch.device):
         spec = str(spec)
     text = (spec or "auto").strip().lower()
@@ -41,9 +88,15 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if kind == "cpu":
         return torch.device("cpu")
     if kind == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise InputError("device 'mps' (Apple GPU) is not available on this machine; use --device cpu or auto")
-        return torch.device("mps")
+        if index not in (None, "0"):
+            raise InputError(f"unknown device {spec!r}; an Apple GPU is 'mps' (or mps:0)")
+        if mps_available():
+            return torch.device("mps")
+        why = _mps_unavailable_reason()
+        if note is None:
+            raise InputError(f"device 'mps' (Apple GPU) is not available on this machine: {why}; use --device cpu or auto")
+        note(f"note: --device mps: {why}; running on the CPU instead")
+        return torch.device("cpu")
     if not torch.cuda.is_available():
         raise InputError(f"device {spec!r} requested but CUDA is not available (no NVIDIA GPU or a CPU-only PyTorch); "
                          "use --device cpu or --device auto")
@@ -54,10 +107,17 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     return torch.device("cuda", i)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+def cpu_auto_bf16() -> bool:
+    """``--precision auto`` on the CPU means bf16 here: native bf16 and not disabled by ``PUMIT_CPU_BF16=0``."""
+    return os.environ.get(CPU_BF16_ENV, "1").strip().lower() not in ("0", "false", "no", "off") and cpu_has_native_bf16()
+
+
+def resolve_precision(precision: str, device: torch.device, *, cpu_bf16: bool = False) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (``None`` = full fp32).
 
-    ``auto`` is bf16 on a GPU that supports it, fp16 on other CUDA GPUs, and fp32 on the CPU/MPS.
+    ``auto`` is bf16 on a GPU that supports it, fp16 on other CUDA GPUs, fp32 on MPS, and on the CPU fp32
+    unless ``cpu_bf16`` (the caller's model is known to keep its results in bf16: segmentation) and
+    :func:`cpu_auto_bf16`.
     """
     p = (precision or "auto").lower()
     if p not in PRECISIONS:
@@ -65,6 +125,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if p == "fp32":
         return None
     if p == "auto":
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_bf16 and cpu_auto_bf16() else None
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -105,6 +167,22 @@ def oom_kind(error: BaseException) -> OomKind | None:
             return "cpu"
         if "out of memory" in text:
             return "gpu"
+    return None
+
+
+_UNSUPPORTED_MARKERS = ("not implemented for", "not supported", "unsupported", "no kernel", "could not run")
+
+
+def unsupported_kind(error: BaseException, device: torch.device, dtype: torch.dtype | None) -> str | None:
+    """Why ``error`` is a *device or precision capability* failure that a fall-back can avoid, or ``None``:
+    an operator missing on MPS (``"mps"``), or one missing in bf16/fp16 autocast (``"precision"``)."""
+    if isinstance(error, NotImplementedError) or isinstance(error, RuntimeError) and not oom_kind(error):
+        text = str(error).lower()
+        if device.type == "mps" and ("mps" in text or isinstance(error, NotImplementedError)):
+            return "mps"
+        if dtype is not None and any(m in text for m in _UNSUPPORTED_MARKERS) and (
+                "bfloat16" in text or "half" in text or "bf16" in text or "float16" in text):
+            return "precision"
     return None
 
 

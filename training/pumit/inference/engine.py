@@ -11,9 +11,15 @@ autocast dtype. :func:`plan_attempts` builds the chain for a device:
 4. the same with windows half as large in-plane (``smaller_window``; the task picks the size);
 5. everything on the CPU (fp32, the original windows).
 
+On the CPU the chain is one attempt, in bf16 autocast where ``--precision auto`` chose it for a CPU with
+native bf16 (:func:`~pumit.inference.devices.cpu_auto_bf16`, segmentation only), followed by an fp32
+attempt used only if an operator is missing in bf16.
+
 :func:`run_with_fallback` tries them in order: a GPU out-of-memory error moves on to the next attempt
-with a warning; a CPU out-of-memory error (or the last attempt failing) raises
-:class:`~pumit.errors.ResourceError` naming the knobs ``--roi``, ``--sw-batch`` and ``--device``.
+with a warning; an operator that the device (MPS) or the autocast precision does not implement moves on
+to the next attempt that avoids it (the CPU, or fp32), also with a warning; a CPU out-of-memory error (or
+the last attempt failing) raises :class:`~pumit.errors.ResourceError` naming the knobs ``--roi``,
+``--sw-batch`` and ``--device``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 from torch import nn
 
 from pumit.errors import ResourceError
-from pumit.inference.devices import autocast, available_bytes, free_memory, oom_kind, resolve_precision
+from pumit.inference.devices import autocast, available_bytes, free_memory, oom_kind, resolve_precision, unsupported_kind
 from pumit.inference.progress import Progress, Span
 
 T = TypeVar("T")
@@ -66,13 +72,18 @@ def plan_attempts(
     result_bytes: int = 0,
     accumulate: str = "auto",
     progress: Progress | None = None,
+    cpu_bf16: bool = False,
 ) -> list[Attempt]:
-    """The fallback chain for ``device``; ``result_bytes`` estimates the full-volume accumulation buffers."""
+    """The fallback chain for ``device``; ``result_bytes`` estimates the full-volume accumulation buffers.
+    ``cpu_bf16``: ``--precision auto`` may pick bf16 on a CPU with native bf16 (segmentation)."""
     cpu = torch.device("cpu")
-    dtype = resolve_precision(precision, device)
+    dtype = resolve_precision(precision, device, cpu_bf16=cpu_bf16)
     n = sw_batch or default_sw_batch(device)
     if device.type == "cpu":
-        return [Attempt(cpu, cpu, n, dtype)]
+        chain = [Attempt(cpu, cpu, n, dtype)]
+        if dtype is not None and precision == "auto":
+            chain.append(Attempt(cpu, cpu, n, None))  # only after an operator missing in bf16
+        return chain
     out = device
     if accumulate == "cpu":
         out = cpu
@@ -109,18 +120,37 @@ def run_with_fallback(
     ``module`` is moved to each attempt's ``sw_device``. ``span`` is the progress range of the job;
     a retry continues in the part of it not yet reported (fractions never go back).
     """
+    skip_to: int | None = None
     for i, attempt in enumerate(attempts):
+        if skip_to is not None and i < skip_to:
+            continue
+        skip_to = None
         module.to(attempt.sw_device)
-        kind = None
+        kind = unsupported = None
+        detail = ""
         try:
             with torch.inference_mode():
                 return job(attempt, span if i == 0 else span.rest())
-        except (RuntimeError, MemoryError) as e:
+        except (RuntimeError, MemoryError, NotImplementedError) as e:
             kind = oom_kind(e)
-            if kind is None:
+            unsupported = None if kind else unsupported_kind(e, attempt.sw_device, attempt.dtype)
+            if kind is None and unsupported is None:
                 raise
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         # Outside the except block: the exception's frames (and the tensors they hold) are released.
         free_memory(attempt.sw_device)
+        if unsupported is not None:
+            nxt = next((j for j in range(i + 1, len(attempts))
+                        if (unsupported == "mps" and attempts[j].sw_device.type != "mps")
+                        or (unsupported == "precision" and attempts[j].dtype is None)), None)
+            if nxt is None:
+                raise ResourceError(f"{what} failed on {attempt.sw_device} ({attempt.describe()}): {detail}; "
+                                    "use --device cpu or --precision fp32")
+            what_failed = "an operator is not implemented on the Apple GPU" if unsupported == "mps" else \
+                "an operator is not implemented in reduced precision"
+            progress.warn(f"{what_failed} ({detail}); retrying with {attempts[nxt].describe()}")
+            skip_to = nxt
+            continue
         if kind == "cpu":
             raise ResourceError(f"out of memory on the CPU during {what} ({attempt.describe()}); lower {knobs}")
         if i + 1 < len(attempts):

@@ -91,17 +91,37 @@ def test_mim_tiny():
 
 def test_segmentation_tiny(tmp_path):
     recs, cmps, _notes = bench_segmentation.run(
-        CPU, size="tiny", repeats=1, warmup=0, window_variants=(("fp32", False),), full_windows=1, workdir=tmp_path,
-        log=lambda *a: None)
+        CPU, size="tiny", repeats=2, warmup=1, window_repeats=1, window_variants=(("fp32", False), ("bf16", False)),
+        full_windows=1, workdir=tmp_path, log=lambda *a: None)
     for group in ("seg_window", "seg_e2e", "seg_e2e_full"):
         _check_records([r for r in recs if r["group"] == group], group)
+    names = {"SPAD-ViT-Seg", "SPAD-ViT-Seg(unet)", "SwinUNETR(tiny)", "UNETR(tiny)", "DynUNet(tiny)"}
     e2e = [r for r in recs if r["group"] == "seg_e2e"]
-    assert {r["model"] for r in e2e} == {"SPAD-ViT-Seg", "SwinUNETR(tiny)", "UNETR(tiny)"}
-    assert all(r["output_dtype"] == "uint8" and r["stages_s"]["total"] > 0 for r in e2e)
+    assert {r["model"] for r in e2e} == names
+    assert all(r["output_dtype"] == "uint8" and r["stages_s"]["total"] > 0 and r["interleaved"] for r in e2e)
+    assert all(r["repeats"] == 2 and r["warmup"] == 1 and r["cpu_median_s"] > 0 for r in e2e)
+    assert all("loadavg_1_5_15" in r["load_before"] and "loadavg_1_5_15" in r["load_after"] for r in e2e)
+    # every model's window in both precisions, and ours also at isotropic spacing (its token grid depends on it)
+    win = [r for r in recs if r["group"] == "seg_window"]
+    assert {(r["model"], r["precision"]) for r in win if r["shapes"]["spacing"] != [1.0, 1.0, 1.0]} == {
+        (n, p) for n in names for p in ("fp32", "bf16")}
+    assert {r["name"] for r in win if r["shapes"]["spacing"] == [1.0, 1.0, 1.0]} == {
+        "SPAD-ViT-Seg/contiguous/fp32/iso1mm", "SPAD-ViT-Seg/contiguous/bf16/iso1mm"}
+    light = next(r for r in win if r["name"] == "SPAD-ViT-Seg/contiguous/fp32")
+    unet = next(r for r in win if r["name"] == "SPAD-ViT-Seg(unet)/contiguous/fp32")
+    assert light["gflops_per_window"] < unet["gflops_per_window"]  # the light decoder costs less
     full = next(r for r in recs if r["group"] == "seg_e2e_full")
-    assert full["extrapolated"] and full["windows_run"] == 1 and full["windows_total"] == 2 and "extrapolation" in full
-    swin = next(c for c in cmps if "SwinUNETR" in c["name"])
+    assert full["extrapolated"] and full["windows_run"] == 1 and full["windows_total"] > 1 and "extrapolation" in full
+    swin = next(c for c in cmps if c["name"].startswith("seg_e2e/") and "SwinUNETR" in c["name"])
     assert swin["target"] == 2.0 and swin["ratio"] > 0
+    # per-window goals of issue 13 are recorded as targets against DynUNet (1.5x) and UNETR (1x)
+    targets = {c["baseline"].split("/")[0]: c["target"] for c in cmps if c["name"].startswith("seg_window/fp32: SPAD-ViT-Seg vs")}
+    assert targets["DynUNet(tiny)"] == 1.5 and targets["UNETR(tiny)"] == 1.0 and targets["SPAD-ViT-Seg(unet)"] is None
+
+
+def test_rotation_puts_everyone_first():
+    order = [bench_segmentation._rotated(["a", "b", "c"], r) for r in range(6)]
+    assert {o[0] for o in order} == {"a", "b", "c"} and all(sorted(o) == ["a", "b", "c"] for o in order)
 
 
 def test_report_and_cli(tmp_path):

@@ -1,0 +1,117 @@
+"""Start-up time of ``pumit segment`` (issue 13, item 4): wall seconds from launching the process to the model being
+loaded, to the first window, and to the end, for the shipped hippocampus model on one MSD case; plus
+``python -X importtime`` of the segment command's imports (cumulative ms of the heaviest top-level packages).
+
+The command runs with ``--progress jsonl``: each JSON line is time-stamped on arrival. "model loaded" is the
+arrival of the ``read`` stage (the engine reports it right after :func:`pumit.inference.load_model`),
+"first window" the first ``inference`` update with a window count.
+
+    python -m benchmarks.startup [--repeats 5] [--out benchmarks/results/startup-cpu-DATE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, load_snapshot, write_json
+
+MODEL = REPO_ROOT / "training" / "pumit" / "assets" / "models" / "pumit-ref-hippocampus-seg-v0.1.0"
+CASE = REPO_ROOT.parent / "shared" / "data" / "msd_task04_hippocampus" / "imagesTr" / "hippocampus_004.nii.gz"
+TARGET_S = 1.5
+PACKAGES = ("torch", "monai", "SimpleITK", "numpy", "lightning", "matplotlib", "yaml", "pumit.store", "pumit.models",
+            "pumit.inference.segment", "pumit.training.options")
+
+
+def pumit_command() -> list[str]:
+    exe = Path(sys.executable).with_name("pumit")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "pumit.cli.main"]
+
+
+def one_run(image: Path, out_dir: Path) -> dict[str, float | None]:
+    cmd = pumit_command() + ["segment", str(image), "-o", str(out_dir / "seg.nii.gz"), "-m", str(MODEL), "--device", "cpu",
+                             "--progress", "jsonl"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    marks: dict[str, float | None] = {"first_output_s": None, "model_loaded_s": None, "first_window_s": None}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        t = time.perf_counter() - t0
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        marks["first_output_s"] = marks["first_output_s"] or t
+        if ev.get("stage") == "read" and marks["model_loaded_s"] is None:
+            marks["model_loaded_s"] = t
+        if ev.get("stage") == "inference" and "window" in str(ev.get("message", "")) and marks["first_window_s"] is None:
+            marks["first_window_s"] = t
+    rc = proc.wait()
+    marks["total_s"] = time.perf_counter() - t0
+    marks["rc"] = rc
+    return marks
+
+
+def importtime() -> dict[str, float]:
+    """Cumulative import ms of :data:`PACKAGES` when the segment command's modules are imported (one process)."""
+    code = ("import pumit.cli.main as m; m.build_parser(['segment'], lazy=True); "
+            "from pumit.inference.segment import segment; from pumit.inference.modelinfo import load_model")
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=False)
+    out: dict[str, float] = {}
+    for line in r.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m and m.group(3) in PACKAGES:
+            out[m.group(3)] = max(out.get(m.group(3), 0.0), int(m.group(1)) / 1000)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--image", type=Path, default=CASE)
+    args = ap.parse_args(argv)
+    if not args.image.is_file():
+        print(f"startup: {args.image} not found; skipped", file=sys.stderr)
+        return 0
+    load0 = load_snapshot()
+    with tempfile.TemporaryDirectory() as tmp:
+        one_run(args.image, Path(tmp))  # warm-up: the OS file cache (torch's shared libraries)
+        runs = [one_run(args.image, Path(tmp)) for _ in range(args.repeats)]
+    imports = importtime()
+    load1 = load_snapshot()
+
+    def med(key: str) -> float | None:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    payload: dict[str, Any] = {
+        "schema": "pumit-startup/1", "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(pumit_command() + ["segment", args.image.name, "-m", MODEL.name, "--device", "cpu"]),
+        "runs": runs, "median": {k: med(k) for k in ("first_output_s", "model_loaded_s", "first_window_s", "total_s")},
+        "spread": {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in ("model_loaded_s", "total_s")
+                   if all(r.get(k) is not None for r in runs)},
+        "target": {"launch_to_model_load_s": TARGET_S,
+                   "met": med("model_loaded_s") is not None and med("model_loaded_s") < TARGET_S},
+        "importtime_cumulative_ms": imports, "load": {"start": load0, "end": load1}, "cpu_count": os.cpu_count(),
+    }
+    out = args.out or RESULTS_DIR / f"startup-cpu-{_dt.date.today().isoformat()}.json"
+    write_json(out, payload)
+    print(json.dumps({k: payload[k] for k in ("median", "spread", "target", "importtime_cumulative_ms")}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
