@@ -13,8 +13,8 @@ Decisions (documented in docs/brain.md, "Intended input"):
   (exit code 2) naming the intended input. A 3D network run on one slice does not produce a usable map, so
   no output is written.
 * **CT given to an MRI model** (or the reverse; the modality comes from ``--modality``, the DICOM tag or
-  :func:`pumit.modality.detect_modality`): segmented with a warning (printed by
-  :func:`pumit.inference.segment.check_segmentable`) that is also recorded in the sidecar.
+  :func:`pumit.modality.detect_modality` when it finds Hounsfield units): segmented with a warning (printed
+  by :func:`pumit.inference.segment.check_segmentable`, same rule) that is also recorded in the sidecar.
 * **A field of view smaller than ``min_field_of_view_mm`` on any axis** (a crop of the head): segmented
   where it can be, with a note in the sidecar naming the axes, the image's extent and the intended one.
 
@@ -75,8 +75,10 @@ def check_intended_input(prep: Any, model: Any) -> dict[str, str]:
 
     wanted = canonical_modality(want["modality"]) if want["modality"] else None
     got = getattr(prep, "modality", None)
-    if wanted in ("ct", "mri") and got in ("ct", "mri") and got != wanted:
-        notes["modality"] = (f"input modality {got.upper()} ({(prep.normalization_reason or '').split('; the model')[0]}) but "
+    why = getattr(prep, "normalization_reason", "") or ""
+    evidence = got == "ct" or "detected" not in why  # as check_segmentable: a detected 'mri' is only the default
+    if wanted in ("ct", "mri") and got in ("ct", "mri") and got != wanted and evidence:
+        notes["modality"] = (f"input modality {got.upper()} ({why.split('; the model')[0]}) but "
                      f"model {name} was trained on {wanted.upper()} (intended input: {what}); the labels are likely "
                      "meaningless")
     if want["min_fov"] is not None and not planar:
