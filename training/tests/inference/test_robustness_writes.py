@@ -52,8 +52,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def one_error_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr  # no niftilib "** ERROR" line, no traceback
+    """The error line; besides pumit's own notes/warnings nothing else (no niftilib "** ERROR", no traceback)."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("pumit: note:", "pumit: warning:"))]
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("pumit: error: ")
     return lines[0]
 
