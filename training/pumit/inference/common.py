@@ -59,7 +59,7 @@ def start_preprocess(image, model, settings, prog: Progress, *, keep_raw: bool =
     from pumit.inference.devices import resolve_device
     from pumit.inference.preprocess import prepare_input
 
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, note=prog.note)  # mps without an Apple GPU: the CPU, with a note
     span = prog.span("preprocess", *stage_bounds("preprocess"))
     span.begin("normalizing")
     prepared = prepare_input(image, model.inputs, depth_axis=settings.depth_axis, spacing=settings.spacing,

@@ -307,10 +307,12 @@ _SEGMENT = [
     _opt("sw_overlap", float, "sliding-window overlap of validation inference", 0.5, group="data"),
     _opt("sw_batch_size", int, "windows per forward pass in sliding-window validation", 2, metavar="N",
          group="data"),
-    _opt("adapter_channels", to_int_list, "channels of the 4 adapter levels", (128, 256, 512, 512),
-         metavar="C1,C2,C3,C4", group="model"),
-    _opt("stem_channels", to_int_list, "channels of the full-resolution conv stem levels", (32, 64),
-         metavar="C1,C2", group="model"),
+    _opt("decoder", str, "segmentation decoder: light (narrow full-resolution levels, ~10x fewer decoder FLOPs) or "
+         "unet (the original U-Net decoder); see docs/models.md", "light", metavar="NAME", group="model"),
+    _opt("adapter_channels", NoneOrIntList, "channels of the 4 adapter levels (none: the decoder's default, light "
+         "32,64,128,256, unet 128,256,512,512)", None, metavar="C1,C2,C3,C4", group="model"),
+    _opt("stem_channels", NoneOrIntList, "channels of the full-resolution conv stem levels (none: the decoder's default, "
+         "light 8,16, unet 32,64)", None, metavar="C1,C2", group="model"),
 ]
 
 JOB_OPTIONS: dict[str, list[Option]] = {

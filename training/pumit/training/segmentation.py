@@ -78,8 +78,9 @@ def build_segmenter(cfg: dict[str, Any], labels: dict[str, str], in_channels: in
     """
     notices = notices if notices is not None else []
     num_classes = len(labels)
-    seg_over = dict(num_classes=num_classes, adapter_channels=tuple(cfg.get("adapter_channels", (128, 256, 512, 512))),
-                    stem_channels=tuple(cfg.get("stem_channels", (32, 64))))
+    adapter, stem = cfg.get("adapter_channels"), cfg.get("stem_channels")
+    seg_over = dict(num_classes=num_classes, decoder=str(cfg.get("decoder") or "light"),
+                    adapter_channels=tuple(adapter) if adapter else None, stem_channels=tuple(stem) if stem else None)
     if not cfg.get("base_model"):
         return SpadViTSegmenter(SegmenterConfig(vit=vit_config_from(cfg, in_channels=in_channels), **seg_over))
     if base is None:

@@ -1,0 +1,115 @@
+"""The two segmentation decoders of :class:`~pumit.models.SpadViTSegmenter` (``unet``, ``light``): the shipped model
+(saved before the field existed) still loads as ``unet``; the light decoder keeps the spacing rules, the ViT and its
+checkpoint compatibility, costs a fraction of the U-Net decoder's FLOPs, saves/loads, and trains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pumit.errors import InputError
+from pumit.models import SegmenterConfig, SpadViTSegmenter, ViTConfig, load_pretrained, save_pretrained
+from pumit.models.segmentation import DEFAULT_CHANNELS
+from pumit.spacing import PLANAR_THICKNESS
+
+SHIPPED = Path(__file__).resolve().parents[2] / "pumit" / "assets" / "models" / "pumit-ref-hippocampus-seg-v0.1.0"
+
+
+def tiny(decoder: str, **kw) -> SpadViTSegmenter:
+    torch.manual_seed(0)
+    vit = ViTConfig(embed_dim=32, depth=4, num_heads=2, patch_size=kw.pop("patch_size", 8))
+    return SpadViTSegmenter(SegmenterConfig(vit=vit, num_classes=3, decoder=decoder, **kw))
+
+
+def gflops(model: SpadViTSegmenter, shape, spacing) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, *shape), spacing)
+    return counter.get_total_flops() / 1e9
+
+
+def test_shipped_model_without_decoder_field_loads_as_unet():
+    cfg = json.loads((SHIPPED / "config.json").read_text())["config"]
+    assert "decoder" not in cfg  # saved before the light decoder existed
+    model = load_pretrained(SHIPPED)
+    assert model.config.decoder == "unet"
+    assert model.config.adapter_channels == (16, 32, 48, 64) and model.config.stem_channels == (8,)
+    with torch.no_grad():
+        out = model(torch.zeros(1, 1, 32, 48, 32), (1.0, 1.0, 1.0))
+    assert out.shape == (1, 3, 32, 48, 32)
+    # an old config dict without channels gets the old defaults, not the light ones
+    old = SegmenterConfig.from_dict({"vit": model.config.vit.to_dict(), "num_classes": 2})
+    assert old.decoder == "unet" and old.adapter_channels == DEFAULT_CHANNELS["unet"][0]
+
+
+@pytest.mark.parametrize("spacing,shape", [((1.0, 1.0, 1.0), (16, 32, 32)), ((4.0, 0.8, 0.8), (4, 32, 48)),
+                                           ((PLANAR_THICKNESS, 1.0, 1.0), (1, 32, 32))])
+def test_light_decoder_output_on_the_input_grid(spacing, shape):
+    for patch in (8, 16):
+        model = tiny("light", patch_size=patch).eval()
+        div = model.required_divisor(spacing)
+        shp = tuple(max(n, d) // d * d for n, d in zip(shape, div))
+        if spacing[0] >= PLANAR_THICKNESS:  # a 2D image: one slice
+            shp = (1,) + shp[1:]
+        with torch.no_grad():
+            out = model(torch.randn(2, 1, *shp), spacing)
+        assert out.shape == (2, 3, *shp)
+
+
+def test_light_config_defaults_round_trip_and_errors(tmp_path):
+    cfg = SegmenterConfig(vit=ViTConfig(embed_dim=32, depth=4, num_heads=2, patch_size=16), decoder="light")
+    assert cfg.adapter_channels == DEFAULT_CHANNELS["light"][0] and cfg.stem_channels == DEFAULT_CHANNELS["light"][1]
+    assert SegmenterConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InputError, match="unknown segmentation decoder"):
+        SegmenterConfig(decoder="fancy")
+    model = tiny("light")
+    folder = save_pretrained(model, tmp_path / "light", meta={"name": "x"})
+    back = load_pretrained(folder)
+    assert back.config.decoder == "light"
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(x, (1.0, 1.0, 1.0)), model.eval()(x, (1.0, 1.0, 1.0)))
+
+
+def test_vit_is_identical_so_a_vit_checkpoint_loads_into_either_decoder():
+    light, unet = tiny("light"), tiny("unet")
+    assert light.vit.state_dict().keys() == unet.vit.state_dict().keys()
+    light.vit.load_state_dict(unet.vit.state_dict())  # strict
+    for k, v in unet.vit.state_dict().items():
+        assert torch.equal(light.vit.state_dict()[k], v)
+
+
+def test_light_decoder_costs_a_fraction_of_the_unet_decoder():
+    """ViT-B at a 64x128x128 CT window (meta device: no compute): the light model is < 1/4 of the U-Net one."""
+    flops = {}
+    for dec in ("light", "unet"):
+        m = SpadViTSegmenter(SegmenterConfig(vit=ViTConfig.preset("base"), num_classes=2, decoder=dec)).to("meta")
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            m(torch.empty(1, 1, 64, 128, 128, device="meta"), (2.5, 0.8, 0.8))
+        flops[dec] = counter.get_total_flops() / 1e9
+    assert flops["light"] < flops["unet"] / 4, flops
+
+
+def test_light_decoder_trains():
+    """Real optimisation steps on a fixed batch: the Dice-CE loss falls."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(0)
+    model = tiny("light")
+    x = torch.randn(2, 1, 16, 32, 32)
+    y = (x > 0.5).long() + (x > 1.5).long()
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = loss_fn(model(x, (1.0, 1.0, 1.0)), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
