@@ -65,3 +65,17 @@ $PUMIT train tokenizer --config experiments/configs/tokenizer_followup2.yaml --d
     --base-model runs/ref/tokenizer-bal/model --output runs/ref/tokenizer-bal2
 $PY experiments/eval_reconstruction.py --tokenizer runs/ref/tokenizer-bal2/model --output runs/ref/recon-eval-bal2
 $PY experiments/package_tokenizer_v2.py
+
+# tokenizer v0.3, shipped as pumit-ref-tokenizer-v0.3.0 (docs/results.md "Tokenizer v0.3"): every real image of
+# ../shared/data (IXI T1 whole head, hippocampus, AdrenalMNIST3D) + the package images; evaluation images held out
+$PUMIT data index "$SHARED/ixi_t1_dlmuse/t1" --modality mri --dataset ixi_t1 --val-fraction 0.1 --split-seed 0 \
+    -o runs/data/index_ixi.jsonl -q
+$PY experiments/data/make_tokenizer_v3_index.py runs/data/index_all.jsonl runs/data/index_ixi.jsonl -o runs/data/index_tok3.jsonl
+$PUMIT data preprocess runs/data/index_tok3.jsonl -o runs/data/tok3 --max-side 256 --workers 1 -q
+$PY experiments/data/renormalize_tokenizer_v3.py runs/data/index_tok3.jsonl runs/data/tok3/manifest.jsonl \
+    runs/data/tok3/manifest_renorm.jsonl
+$PY experiments/data/make_tokenizer_v3_manifest.py runs/data/tok3/manifest_renorm.jsonl runs/data/tok3/train.jsonl
+$PUMIT train tokenizer --config experiments/configs/tokenizer_v3.yaml --data runs/data/tok3/train.jsonl --output runs/ref/tok3
+$PY experiments/eval_reconstruction.py --tokenizer runs/ref/tok3/model --output runs/ref/recon-eval-tok3 --montages 3
+$PY experiments/package_tokenizer_v3.py --run runs/ref/tok3 --eval runs/ref/recon-eval-tok3
+bash experiments/tokenizer_ablations.sh 800

@@ -154,6 +154,22 @@ def reconstruct_image(
     return run_task(progress, "reconstructing", _KNOBS, lambda prog: _reconstruct(image, model, settings, tokens, prog))
 
 
+def training_window(meta: dict[str, Any], divisor: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    """The default reconstruction window ``(D, H, W)`` voxels (model order): the tokenizer's training crop,
+    ``meta.input.crop_tokens`` ``(TZ, TXY)`` tokens times the token size ``divisor`` at this spacing; ``None``
+    when the model does not record it (the whole volume in one pass).
+
+    The tokenizer's blocks use GroupNorm, whose statistics are taken over the whole window: a network trained
+    on 16×48×48 crops and run on a whole 90×120×120 head halves the reconstruction's contrast (std ratio 0.5
+    instead of 0.97 for pumit-ref-tokenizer-v0.3.0, docs/results.md), so windows of the training size are used.
+    """
+    ct = (meta.get("input") or {}).get("crop_tokens")
+    if not ct or len(ct) < 2:
+        return None
+    tz, txy = int(ct[0]), int(ct[-1])
+    return (tz * int(divisor[0]), txy * int(divisor[1]), txy * int(divisor[2]))
+
+
 def _reconstruct(
     image: sitk.Image, model: LoadedModel, settings: InferenceSettings, want_tokens: bool, prog: Progress
 ) -> ReconstructionResult:
@@ -162,10 +178,16 @@ def _reconstruct(
     divisor = model.required_divisor(spacing)
     padded = pad_to_multiple(prep.array, divisor, mode="edge")
     pshape: tuple[int, int, int] = tuple(padded.shape[1:])  # type: ignore[assignment]
-    if settings.roi is None:
+    requested = settings.roi if settings.roi is not None else training_window(model.meta, divisor)
+    if settings.roi is None and requested is not None:
+        requested = tuple(min(r, n) for r, n in zip(requested, pshape))  # type: ignore[assignment]
+    if requested is None:
         roi, overlap, blend = pshape, 0.0, "constant"
     else:
-        plan = fit_roi(settings.roi, pshape, divisor)
+        if settings.roi is None:
+            prog.note(f"note: reconstructing in windows of the tokenizer's training crop {requested} (D, H, W) voxels: its "
+                      "GroupNorm statistics are those of the window it sees; pass --roi to change")
+        plan = fit_roi(requested, pshape, divisor)
         for note in plan.notes:
             prog.note(note)
         roi, overlap, blend = plan.roi, aligned_overlap(plan.roi, divisor, settings.overlap), settings.blend

@@ -26,7 +26,7 @@ from inference_helpers import REPO
 
 DEMO = REPO / "training" / "pumit" / "assets" / "demo" / "hippocampus_004.nii.gz"
 SEG_MODEL = "pumit-ref-hippocampus-seg-v0.1.0"
-TOK_MODEL = "pumit-ref-tokenizer-v0.2.0"
+TOK_MODEL = "pumit-ref-tokenizer-v0.3.0"
 
 
 def pumit(*args: str | Path) -> subprocess.CompletedProcess:
