@@ -406,6 +406,39 @@ def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overl
                 comparisons.append(compare(f"seg_window/{prec}: {OURS} at isotropic 1 mm vs {unetr['model']}", iso, unetr,
                                            metric="median_s", higher_is_better=False,
                                            note="UNETR's 16^3 patches give 256 tokens at any spacing; ours 256 at 1 mm, 512 at 2.5 mm slices"))
+        # sliding-window batch: ours at 1 vs 2 windows per forward pass (default precision, its faster format), interleaved
+        eff = _resolved_precision(device, precisions[-1])
+        m = models[OURS]
+        m.to(device)
+        m.set_channels_last(best_cl.get((OURS, eff), False))
+        dtype = torch.bfloat16 if eff == "bf16" else torch.float32
+        batches = [1, 2]
+        bt: dict[int, tuple[list[float], list[float]]] = {b: ([], []) for b in batches}
+        load0 = load_snapshot()
+        for r in range(warmup + n_rep):
+            for b in _rotated(batches, r):
+                xb = window.to(device).expand(b, -1, -1, -1, -1).contiguous()
+                synchronize(device)
+                c0, t0 = time.process_time(), time.perf_counter()
+                with torch.inference_mode(), autocast(device, dtype):
+                    m(xb, spacing)
+                synchronize(device)
+                if r >= warmup:
+                    bt[b][0].append((time.perf_counter() - t0) / b)
+                    bt[b][1].append((time.process_time() - c0) / b)
+        load1 = load_snapshot()
+        brec = {}
+        for b, (walls, cpus) in bt.items():
+            brec[b] = record("seg_window", f"{OURS}/sw_batch{b}/{eff}", model=OURS, precision=eff, sw_batch_measured=b, device=device,
+                             dtype=dtype, shapes={"window": [b, 1, *roi], **common}, times=walls, cpu_times=cpus, warmup=warmup,
+                             work=float(np.prod(roi)), work_unit="voxels", per="window", gflops_per_window=gflops[OURS],
+                             memory_format="channels_last_3d" if m.channels_last else "contiguous", interleaved=True,
+                             load_before=load0, load_after=load1)
+            records.append(brec[b])
+            log(f"  seg window {OURS} sw_batch {b}: {brec[b]['median_s']:.3f} s per window")
+        comparisons.append(compare(f"seg_window/{OURS}: sw_batch 2 vs 1 ({eff}, per window)", brec[2], brec[1], metric="median_s",
+                                   higher_is_better=False, note="optimization before/after: >1 = two windows per pass faster per window"))
+        m.set_channels_last(False)
         if compile_model:
             m = models[OURS]
             records += _compiled_window(m, window.to(device), spacing, device, repeats, warmup, roi, common, notes, log)

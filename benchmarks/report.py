@@ -58,13 +58,29 @@ def evaluate_targets(payload: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         out.append({"target": f"segmentation >= {SEG_VS_SWIN}x faster than SwinUNETR", "status": "not measured"})
 
+    # issue 13: per window >= 1.5x faster than the nnU-Net-like DynUNet and not slower than UNETR (each precision)
+    win = [c for c in cmps if c["name"].startswith("seg_window/") and c.get("target") is not None and c.get("ratio") is not None]
+    for base, goal in (("DynUNet", 1.5), ("UNETR", 1.0)):
+        sel = [c for c in win if c["baseline"].startswith(base)]
+        if sel:
+            met = all(c["ratio"] >= goal for c in sel)
+            t = {"target": f"one segmentation window >= {goal:g}x faster than {base} at the same ROI", "status": _status(met),
+                 "measured": {c["name"]: round(c["ratio"], 3) for c in sel}}
+            if not met:
+                t["shortfall"] = "; ".join(f"{c['name']}: {c['ratio']:.2f}x" for c in sel if c["ratio"] < goal)
+                if base == "UNETR":
+                    t["why"] = ("at 2.5 mm slices the spacing-aware ViT uses a depth patch of 8 (512 tokens per window), UNETR a fixed "
+                                "16^3 patch (256 tokens): ours runs twice the tokens by design; at 1 mm both have 256 (see the iso record)")
+            out.append(t)
+
     # only a real 512 x 512 x 200 volume counts (the tiny smoke-test "full" volume does not)
     full = [r for r in recs if r["group"] == "seg_e2e_full" and sorted(r.get("shapes", {}).get("volume", [])) == [200, 512, 512]]
     if device == "cpu":
         if full:
             r = full[-1]
-            met = r["median_s"] < CPU_FULL_VOLUME_S
-            t = {"target": f"512x512x200 CT segmented in < {CPU_FULL_VOLUME_S:.0f} s on 2 CPU cores", "status": _status(met),
+            met = r["median_s"] < CPU_FULL_VOLUME_S and not r.get("extrapolated", False)  # measured, not extrapolated
+            t = {"target": f"512x512x200 CT segmented in < {CPU_FULL_VOLUME_S:.0f} s on 2 CPU cores (measured, defaults)",
+                 "status": _status(met) if not (r.get("extrapolated") and r["median_s"] < CPU_FULL_VOLUME_S) else "not measured",
                  "measured_s": round(r["median_s"], 1), "extrapolated": r.get("extrapolated", False),
                  "how": r.get("extrapolation", "full run"), "cpu_count": env.get("cpu_count"), "torch_threads": env.get("torch_threads")}
             if not met:
