@@ -47,7 +47,7 @@ def items(tmp: Path, n_ixi: int, n_hippo: int) -> list[dict]:
                     "seen": False, "path": SHARED / "msd_task04_hippocampus/imagesTr" / f"{c}.nii.gz"})
     for f, n in (("pydicom/data/test_files/J2K_pixelrep_mismatch.dcm", "ct_head"),
                  ("data_store/data/explicit_VR-UN.dcm", "ct_pancreas"),
-                 ("pydicom/data/test_files/bad_sequence.dcm", "ct_neck")):
+                 ("data_store/data/bad_sequence.dcm", "ct_neck")):
         out.append({"name": n, "group": "ct", "modality": "CT 2D slice", "seen": False, "path": SITE / f})
     npz_path = SHARED / "adrenalmnist3d/adrenalmnist3d.npz"
     if npz_path.is_file():
