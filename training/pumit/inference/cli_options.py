@@ -35,18 +35,21 @@ def add_device_options(p: argparse.ArgumentParser, *, windows: bool = True, roi_
     """``--device``, ``--precision``, ``--progress`` and (with ``windows``) the sliding-window knobs."""
     g = p.add_argument_group("execution")
     g.add_argument("--device", default="auto", metavar="DEV",
-                   help="auto (default: the GPU if there is one), cpu, cuda, cuda:N or mps. On GPU out-of-memory "
-                        "pumit retries with CPU accumulation, one window per batch, then the CPU")
+                   help="auto (default: the GPU if there is one), cpu, cuda, cuda:N or mps (Apple GPU; without one "
+                        "pumit notes it and runs on the CPU). On GPU out-of-memory pumit retries with CPU accumulation, "
+                        "one window per batch, then the CPU")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="autocast precision: auto (default) = bf16 (or fp16) on a GPU, fp32 on the CPU")
+                   help="autocast precision: auto (default) = bf16 (or fp16) on a GPU; on the CPU bf16 for segmentation "
+                        "where the CPU computes bf16 natively (AVX512-BF16/AMX; PUMIT_CPU_BF16=0 turns it off), else fp32")
     if windows:
         g.add_argument("--roi", nargs="+", type=int, metavar="N", default=None,
                        help="sliding-window size D H W in voxels (D along the slice axis; one number = a cube); "
                             "rounded up to a multiple of the model's divisor at the image's spacing. "
                             + ("Default: one pass over the whole volume" if not roi_required else
                                "Default: the model's meta.input.roi, else ~128 voxels in-plane"))
-        g.add_argument("--overlap", type=float, default=0.5, metavar="F",
-                       help="overlap of neighbouring windows, 0 <= F < 1 (default 0.5)")
+        g.add_argument("--overlap", type=float, default=0.25, metavar="F",
+                       help="overlap of neighbouring windows, 0 <= F < 1 (default 0.25: on the hippocampus validation set "
+                            "0.5 changes no label and needs ~3x more windows on a CT; see docs/benchmarks.md)")
         g.add_argument("--sw-batch", type=int, default=None, metavar="N",
                        help="windows per forward pass (default 4 on a GPU, 1 on the CPU)")
         g.add_argument("--blend", choices=BLEND_MODES, default="gaussian",
@@ -67,7 +70,7 @@ def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
         device=args.device,
         precision=args.precision,
         roi=getattr(args, "roi", None),
-        overlap=getattr(args, "overlap", 0.5),
+        overlap=getattr(args, "overlap", 0.25),
         sw_batch=getattr(args, "sw_batch", None),
         blend=getattr(args, "blend", "gaussian"),
         accumulate=getattr(args, "accumulate", "auto"),

@@ -47,13 +47,15 @@ class Attempt:
     sw_batch: int
     dtype: torch.dtype | None
     smaller_window: bool = False
+    channels_last: bool = False
 
     def describe(self) -> str:
         prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, str(self.dtype))
         where = (f"windows on {self.sw_device}, accumulation on {self.out_device}"
                  if self.sw_device != self.out_device else f"everything on {self.sw_device}")
         smaller = ", smaller windows" if self.smaller_window else ""
-        return f"{where}, {self.sw_batch} window(s) per batch{smaller}, {prec}"
+        fmt = ", channels-last" if self.channels_last else ""
+        return f"{where}, {self.sw_batch} window(s) per batch{smaller}, {prec}{fmt}"
 
     def autocast(self):
         return autocast(self.sw_device, self.dtype)
@@ -73,16 +75,20 @@ def plan_attempts(
     accumulate: str = "auto",
     progress: Progress | None = None,
     cpu_bf16: bool = False,
+    cpu_channels_last: bool = False,
 ) -> list[Attempt]:
     """The fallback chain for ``device``; ``result_bytes`` estimates the full-volume accumulation buffers.
-    ``cpu_bf16``: ``--precision auto`` may pick bf16 on a CPU with native bf16 (segmentation)."""
+    ``cpu_bf16``: ``--precision auto`` may pick bf16 on a CPU with native bf16 (segmentation);
+    ``cpu_channels_last``: CPU attempts run the model in channels-last-3d memory format (segmentation:
+    measured ~10 % faster per window for the light decoder, ``docs/benchmarks.md``)."""
     cpu = torch.device("cpu")
     dtype = resolve_precision(precision, device, cpu_bf16=cpu_bf16)
     n = sw_batch or default_sw_batch(device)
+    cl = bool(cpu_channels_last)
     if device.type == "cpu":
-        chain = [Attempt(cpu, cpu, n, dtype)]
+        chain = [Attempt(cpu, cpu, n, dtype, channels_last=cl)]
         if dtype is not None and precision == "auto":
-            chain.append(Attempt(cpu, cpu, n, None))  # only after an operator missing in bf16
+            chain.append(Attempt(cpu, cpu, n, None, channels_last=cl))  # only after an operator missing in bf16
         return chain
     out = device
     if accumulate == "cpu":
@@ -101,7 +107,7 @@ def plan_attempts(
         chain.append(Attempt(device, cpu, 1, dtype))
     chain.append(Attempt(device, cpu, 1, dtype, smaller_window=True))
     cpu_dtype = dtype if dtype == torch.bfloat16 and precision == "bf16" else None
-    chain.append(Attempt(cpu, cpu, default_sw_batch(cpu), cpu_dtype))
+    chain.append(Attempt(cpu, cpu, default_sw_batch(cpu), cpu_dtype, channels_last=cl))
     return chain
 
 
@@ -126,6 +132,8 @@ def run_with_fallback(
             continue
         skip_to = None
         module.to(attempt.sw_device)
+        # conv weights in the attempt's memory format (activations follow the weights' format)
+        module.to(memory_format=torch.channels_last_3d if attempt.channels_last else torch.contiguous_format)
         kind = unsupported = None
         detail = ""
         try:

@@ -148,7 +148,7 @@ def _segment(
     result_bytes = (num_classes + 1) * size * 4 + (num_classes * size * 4 if want_probs else 0)
     attempts = plan_attempts(device, precision=settings.precision, sw_batch=settings.sw_batch,
                              result_bytes=result_bytes, accumulate=settings.accumulate, progress=prog,
-                             cpu_bf16=True)  # --precision auto: bf16 on CPUs with native bf16 (docs/benchmarks.md)
+                             cpu_bf16=True, cpu_channels_last=True)  # measured defaults: docs/benchmarks.md
     x = torch.from_numpy(prep.array)[None]  # (1, C, D, H, W) on the CPU
     cval = float(prep.array.min())
     module = model.module

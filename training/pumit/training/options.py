@@ -308,7 +308,7 @@ _SEGMENT = [
     _opt("sw_batch_size", int, "windows per forward pass in sliding-window validation", 2, metavar="N",
          group="data"),
     _opt("decoder", str, "segmentation decoder: light (narrow full-resolution levels, ~10x fewer decoder FLOPs) or "
-         "unet (the original U-Net decoder); see docs/models.md", "light", metavar="NAME", group="model"),
+         "unet (the original U-Net decoder); see docs/benchmarks.md", "light", metavar="NAME", group="model"),
     _opt("adapter_channels", NoneOrIntList, "channels of the 4 adapter levels (none: the decoder's default, light "
          "32,64,128,256, unet 128,256,512,512)", None, metavar="C1,C2,C3,C4", group="model"),
     _opt("stem_channels", NoneOrIntList, "channels of the full-resolution conv stem levels (none: the decoder's default, "
