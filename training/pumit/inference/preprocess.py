@@ -216,8 +216,9 @@ def choose_normalization(
     """The intensity normalization for ``raw`` ``(C, D, H, W)`` (input units): ``(spec, modality, reason)``.
 
     Precedence: an explicit ``normalization``; the ``modality`` the caller gives (``--modality``); the DICOM
-    Modality tag; otherwise (NIfTI, NRRD, MHA do not say) :func:`pumit.modality.detect_modality` on the
-    intensities (CT from Hounsfield units, else the documented default ``mri``). The modality then picks the
+    Modality tag; an 8-bit 2D picture (PNG, JPEG) is ``photo`` as in ``pumit data index``; otherwise (NIfTI,
+    NRRD, MHA do not say) :func:`pumit.modality.detect_modality` on the intensities (CT from Hounsfield
+    units, else the documented default ``mri``). The modality then picks the
     model's per-modality normalization (``input.normalization_by_modality``), else the model's default.
     """
     from pumit.modality import canonical_modality, detect_modality
@@ -229,6 +230,8 @@ def choose_normalization(
     elif image_modality(image):
         used = image_modality(image)
         why = f"DICOM Modality tag {used!r}"
+    elif image.GetDimension() == 2 and image.GetPixelID() in (sitk.sitkUInt8, sitk.sitkVectorUInt8):
+        used, why = "photo", "an 8-bit 2D picture (PNG/JPEG-like) names no modality: photo, as the data pipeline treats it"
     else:
         used, why = detect_modality(raw[0] if raw.ndim == 4 else raw)
         why = f"the file names no modality; detected {used!r}: {why}"

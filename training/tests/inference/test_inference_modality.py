@@ -50,3 +50,14 @@ def test_nifti_ct_without_modality_gets_the_ct_window(tptbox_dir):
     assert prep.modality == "ct" and prep.normalization.scheme == "ct"
     assert "Hounsfield" in prep.normalization_record()["reason"]
     np.testing.assert_allclose(np.sort(prep.array[0].ravel()), np.sort(normalize(raw, IntensitySpec("ct"))[0].ravel()), atol=1e-6)
+
+
+def test_8bit_picture_without_modality_is_a_photo(tmp_path):
+    from pumit.imageio import read_image
+
+    p = tmp_path / "pic.png"
+    sitk.WriteImage(sitk.GetImageFromArray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)), str(p))
+    image = read_image(p)
+    prep = prepare_input(image, parse_input_requirements(META, 1))
+    assert prep.modality == "photo" and "PNG" in prep.normalization_reason
+    assert prep.normalization.scheme == "percentile"  # the model has no photo normalization: its default
