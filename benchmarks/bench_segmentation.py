@@ -94,7 +94,8 @@ class EngineModel(nn.Module):
 
     def set_channels_last(self, on: bool) -> EngineModel:
         self.channels_last = on
-        self.net.to(memory_format=torch.channels_last_3d if on else torch.contiguous_format)
+        self.memory_format = torch.channels_last_3d if on else torch.contiguous_format  # the engine keeps it
+        self.net.to(memory_format=self.memory_format)
         return self
 
     def reset_counters(self, limit: int | None = None, time_windows: bool = False) -> None:
@@ -285,7 +286,7 @@ def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overl
         precisions: tuple[str, ...] = ("auto",), window_variants: tuple[tuple[str, bool], ...] | None = None,
         bf16_window_models: str = "all", e2e_warmup: int | None = None, window_repeats: int | None = None, full_volume: bool = True,
         full_windows: int | None = None, compile_model: bool = False, log=print, workdir: str | Path | None = None,
-        steps: tuple[str, ...] = ("window", "e2e", "full")) -> tuple[list[dict], list[dict], list[str]]:
+        steps: tuple[str, ...] = ("window", "e2e", "full"), formats_from: str | Path | None = None) -> tuple[list[dict], list[dict], list[str]]:
     """Every step interleaves the models **with rotation** after warm-up calls of each (so background load and
     cache/thermal drift hit all alike), and records process CPU time beside wall time plus the load before/after.
 
@@ -443,6 +444,17 @@ def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overl
             m = models[OURS]
             records += _compiled_window(m, window.to(device), spacing, device, repeats, warmup, roi, common, notes, log)
             m.to("cpu")
+
+    if not best_cl and formats_from:  # each model's faster format from an earlier run's window step
+        import json
+
+        prev = json.loads(Path(formats_from).read_text())
+        for c in prev.get("comparisons", []):
+            mm = c["name"].split("seg_window/", 1)[-1]
+            if c["name"].startswith("seg_window/") and ": channels_last_3d vs contiguous (" in mm and c.get("ratio"):
+                name, prec = mm.split(": channels_last_3d vs contiguous (")
+                best_cl[(name, prec.rstrip(")"))] = c["ratio"] > 1.0
+        notes.append(f"segmentation: memory formats from the window step of {formats_from}")
 
     # 2. end to end on the benchmark volume at the engine's defaults, models interleaved with rotation
     vol_shape = tuple(preset["volume"])

@@ -92,7 +92,7 @@ def run_device(device: torch.device, args: argparse.Namespace, log=print) -> dic
                     window_variants=variants, bf16_window_models="all",
                     window_repeats=repeats if cuda else (1 if tiny else 2), e2e_warmup=None,
                     full_volume=not args.no_full_volume, full_windows=full_windows, compile_model=args.compile, log=log,
-                    steps=tuple(args.seg_steps))
+                    steps=tuple(args.seg_steps), formats_from=args.seg_formats_from)
             else:
                 raise ValueError(f"unknown benchmark {bench!r}")
             for r in recs:
@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "(default: every window, measured)")
     p.add_argument("--seg-steps", nargs="+", choices=("window", "e2e", "full"), default=["window", "e2e", "full"],
                    help="segmentation steps to run (default all; with --merge the others stay from the earlier run)")
+    p.add_argument("--seg-formats-from", help="without the window step: take each model's faster memory format from this "
+                                              "earlier results file")
     p.add_argument("--no-full-volume", action="store_true", help="skip ours on the 512x512x200 volume")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (clean fallback to eager on failure)")
     p.add_argument("--no-timm", action="store_true", help="do not try the timm baselines even if timm imports")

@@ -132,8 +132,12 @@ def run_with_fallback(
             continue
         skip_to = None
         module.to(attempt.sw_device)
-        # conv weights in the attempt's memory format (activations follow the weights' format)
-        module.to(memory_format=torch.channels_last_3d if attempt.channels_last else torch.contiguous_format)
+        # conv weights in the attempt's memory format (activations follow the weights' format), unless the module
+        # declares its own (``memory_format`` attribute, e.g. a benchmark wrapper keeping each model's faster format)
+        fmt = getattr(module, "memory_format", None)
+        if not isinstance(fmt, torch.memory_format):
+            fmt = torch.channels_last_3d if attempt.channels_last else torch.contiguous_format
+        module.to(memory_format=fmt)
         kind = unsupported = None
         detail = ""
         try:
