@@ -172,8 +172,8 @@ def check_mim_step(device: torch.device, tiny: bool) -> dict[str, Any]:
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        losses[name] = float(loss)
-        out[name] = {"loss": float(loss), "grads_finite": grads_finite, "seconds": time.perf_counter() - t0, "logits": logits_shape}
+        losses[name] = float(loss.detach())
+        out[name] = {"loss": float(loss.detach()), "grads_finite": grads_finite, "seconds": time.perf_counter() - t0, "logits": logits_shape}
         ok = ok and grads_finite and bool(np.isfinite(float(loss)))
         del model, opt
     out["loss_rel_diff"] = abs(losses["bf16"] - losses["fp32"]) / max(abs(losses["fp32"]), 1e-6)

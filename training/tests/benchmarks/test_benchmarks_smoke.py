@@ -192,3 +192,17 @@ def test_prefixed_rope_matches_the_sliced_form_bit_for_bit():
         vit_module.prefixed_tables = original
     assert torch.equal(fast[0], slow[0])
     assert len(fast[1]) == len(slow[1]) and all(torch.equal(a, b) for a, b in zip(fast[1], slow[1]))
+
+
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    """The prepared GPU check (benchmarks/gpu_check.py) runs its checks on the CPU at tiny sizes with --cpu."""
+    from benchmarks import gpu_check
+
+    out = tmp_path / "gpu-check.json"
+    assert gpu_check.main(["--cpu", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["mode"] == "cpu-dry-run" and payload["ok"]
+    assert set(payload["checks"]) == {"amp", "sliding", "oom_fallback", "mim_step"}
+    assert payload["checks"]["amp"]["bfloat16_argmax_agreement"] > 0.98
+    assert payload["checks"]["sliding"]["agreement_device_accumulation_vs_cpu"] == 1.0
+    assert payload["checks"]["mim_step"]["fp32"]["grads_finite"]
