@@ -99,7 +99,7 @@ class PUMITSlicerParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     modelId: str
     device: Annotated[str, Choice(["auto", "GPU", "CPU"])] = "auto"
-    overlap: Annotated[float, WithinRange(0.0, 0.9)] = 0.5
+    overlap: Annotated[float, WithinRange(0.0, 0.9)] = 0.25  # pumit's measured default (docs/benchmarks.md)
     swBatch: Annotated[int, WithinRange(0, 64)] = 0
     tokenizerId: str
     computeErrorMap: bool = True

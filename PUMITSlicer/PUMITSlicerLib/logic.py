@@ -204,7 +204,7 @@ class PUMITLogic:
         *,
         outputSegmentation=None,
         device: str = "auto",
-        overlap: float = 0.5,
+        overlap: float = 0.25,
         swBatch: int = 0,
     ) -> Task:
         """Segment ``inputVolume`` with model ``modelId`` (id, name or path). On success the task's

@@ -36,11 +36,15 @@ def test_parameter_node_is_saved_in_the_scene(session, ctVolume):
 
     logic = PUMITSlicer.PUMITSlicerLogic()
     params = logic.getParameterNode()
-    assert (params.device, params.overlap, params.fineTuneEpochs, params.modality) == ("auto", 0.5, 20, "CT")
-    params.inputVolume, params.modelId, params.overlap = ctVolume, "spine-v1.0.0", 0.25
+    from pumit.inference.settings import InferenceSettings
+
+    # the module's overlap is pumit's measured default (0.25), not an older value of its own
+    assert (params.device, params.overlap, params.fineTuneEpochs, params.modality) == (
+        "auto", InferenceSettings().overlap, 20, "CT")
+    params.inputVolume, params.modelId, params.overlap = ctVolume, "spine-v1.0.0", 0.4
     again = PUMITSlicer.PUMITSlicerLogic().getParameterNode()
     assert again.parameterNode is params.parameterNode, "one singleton parameter node per scene"
-    assert (again.inputVolume, again.modelId, again.overlap) == (ctVolume, "spine-v1.0.0", 0.25)
+    assert (again.inputVolume, again.modelId, again.overlap) == (ctVolume, "spine-v1.0.0", 0.4)
 
 
 def test_importing_the_module_runs_nothing_heavy():
