@@ -38,9 +38,13 @@ def test_demo_assets_have_licenses():
         assert (demo / f).is_file(), f
         assert f in lic, f"{f} has no provenance/license entry in assets/demo/LICENSE.md"
     assert "CC BY-SA 4.0" in lic and "Apache-2.0" in lic
+    shipped = {p.name for p in demo.iterdir() if p.name not in ("LICENSE.md", "SHA256SUMS")}
+    for f in shipped:  # every shipped file (SampleData cases too), not only those the demo runs
+        assert f in lic, f"{f} has no provenance/license entry in assets/demo/LICENSE.md"
     sums = dict(reversed(line.split()) for line in (demo / "SHA256SUMS").read_text().splitlines() if line.strip())
     import hashlib
 
+    assert {f for f in shipped if f.endswith((".nii.gz", ".nrrd", ".dcm"))} <= set(sums), "every image has a checksum"
     for name, digest in sums.items():
         assert hashlib.sha256((demo / name).read_bytes()).hexdigest() == digest, name
 
