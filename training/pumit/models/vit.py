@@ -179,9 +179,11 @@ class Attention(nn.Module):
         """``rope``: ``(cos, sin)`` tables of the ``N`` patch tokens, or a :class:`PrefixedRope` covering the
         whole sequence (the faster form :class:`SpadViT` passes; identical result)."""
         b, n, c = x.shape
-        q = F.linear(x, self.q_proj.weight, self.q_bias)
+        # the projections are called as modules (not F.linear on their weights), so that module swaps such as
+        # int8 dynamic quantization (torch.ao.quantization.quantize_dynamic) apply to them too
+        q = self.q_proj(x) + self.q_bias
         k = self.k_proj(x)
-        v = F.linear(x, self.v_proj.weight, self.v_bias)
+        v = self.v_proj(x) + self.v_bias
         q, k, v = (t.view(b, n, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
         if isinstance(rope, PrefixedRope):  # a length mismatch fails loudly in the broadcast
             q, k = apply_prefixed_rope(q, rope), apply_prefixed_rope(k, rope)
