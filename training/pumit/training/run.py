@@ -428,6 +428,8 @@ def run_job(job: str, cfg: dict[str, Any], *, stdout: IO[str] | None = None) -> 
     if ckpt is not None:
         inspect_checkpoint(ckpt)  # a corrupt or unsafe checkpoint fails before any data preparation
     notices: list[str] = []
+    if ckpt is not None and job == "segment":
+        _keep_decoder_of_older_run(cfg, previous, notices)
     cancelled = False
     try:
         with _stdout_to_stderr(cfg.get("progress") == "jsonl"), _sigint_cancels():  # stdout: JSON lines only
@@ -447,6 +449,16 @@ def run_job(job: str, cfg: dict[str, Any], *, stdout: IO[str] | None = None) -> 
         if cancelled and auto_dir and run_dir.exists() and global_rank_hint() == 0:
             shutil.rmtree(run_dir, ignore_errors=True)  # a fresh auto-named run cannot be resumed anyway
     return result
+
+
+def _keep_decoder_of_older_run(cfg: dict[str, Any], previous: dict[str, Any], notices: list[str]) -> None:
+    """A segmentation run started before the ``decoder`` option existed has the U-Net decoder in its
+    checkpoints; resume it with that decoder instead of today's default (which could not load them)."""
+    launches = previous.get("launches") or []
+    first = launches[0].get("config", {}) if launches and isinstance(launches[0], dict) else {}
+    if first and "decoder" not in first and cfg.get("decoder") != "unet":
+        cfg["decoder"] = "unet"
+        notices.append("this run was started before the 'decoder' option existed: resuming it with its U-Net decoder")
 
 
 def _run(job: str, cfg: dict[str, Any], run_dir: Path, ckpt: Path | None, reporter: ProgressReporter,

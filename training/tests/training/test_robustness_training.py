@@ -173,3 +173,22 @@ def test_train_without_the_train_extra_is_one_line(setup, tmp_path: Path):
     assert r.returncode == 2, r.stderr[-2000:]
     line = _one_line(r.stderr)
     assert "pumit[train]" in line and "lightning" in line
+
+
+def test_a_run_from_before_the_decoder_option_resumes_with_its_unet_decoder(setup, tmp_path: Path):
+    """Today's default decoder is 'light'; a run whose launches predate the option has U-Net checkpoints."""
+    data, cfg, home = setup
+    out = tmp_path / "old-run"
+    first = run_cli(train_args(data, out, cfg, 1, "--decoder", "unet"), home)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_json = out / "run.json"
+    info = json.loads(run_json.read_text())
+    for launch in info["launches"]:
+        launch["config"].pop("decoder")  # as written by pumit before the option existed
+    run_json.write_text(json.dumps(info))
+    again = run_cli(train_args(data, out, cfg, 2), home)  # the same command as then: no --decoder
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr and "U-Net decoder" in again.stderr
+    final = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert final["global_step"] == 4  # 2 epochs x 2 steps: continued, not restarted
+    assert json.loads(run_json.read_text())["launches"][-1]["config"]["decoder"] == "unet"
