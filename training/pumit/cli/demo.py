@@ -6,9 +6,9 @@ under ``pumit/assets/demo/`` (each with its license in ``pumit/assets/demo/LICEN
 1. segments the hippocampus in a T1 MRI crop of MSD Task04 (a validation case of the reference model) with
    the reference segmentation model, and compares it with the expert label shipped next to it (Dice);
 2. reconstructs a spine CT and a spine T2w MRI (tptbox samples, seen in the tokenizer's training) and the
-   hippocampus T1 crop (never seen by the tokenizer) through the reference tokenizer, with honest metrics
-   (Pearson, SSIM, std ratio, PSNR beside a constant image's; :mod:`pumit.metrics`); the modality of each
-   NIfTI is detected from its intensities (:func:`pumit.modality.detect_modality`);
+   hippocampus T1 crop and an IXI whole-head T1 (never seen by the tokenizer) through the reference
+   tokenizer, with honest metrics (Pearson, SSIM, std ratio, PSNR beside a constant image's;
+   :mod:`pumit.metrics`); the modality of each NIfTI is detected from its intensities (:func:`pumit.modality.detect_modality`);
 3. writes every output (label map + ``.labels.json``, reconstructions, error maps, per-image montages), a
    ``demo_montage.png`` overview and ``demo_summary.json`` into ``DIR``.
 
@@ -37,12 +37,13 @@ DEMO_MRI_LABEL = "hippocampus_004_label.nii.gz"
 #: (title, file, seen in the tokenizer's training): NIfTI names no modality, so it is detected from the
 #: intensities (CT from Hounsfield units, else MRI), which selects the tokenizer's per-modality normalization
 DEMO_RECON = (("spine CT (tptbox)", "spine_ct.nii.gz", True), ("spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz", True),
-              ("hippocampus T1 MRI (held out)", "hippocampus_004.nii.gz", False))
+              ("hippocampus T1 MRI (held out)", "hippocampus_004.nii.gz", False),
+              ("whole-head T1 MRI, IXI (held out)", "ixi052_t1_2mm.nii.gz", False))
 
 _DESCRIPTION = """Run the out-of-the-box demo with the models and images shipped in the package (no download):
 segment the hippocampus in a T1 MRI (MSD Task04 validation case) with the reference segmentation model and
-score it against the expert label; reconstruct a spine CT, a spine MRI and the T1 crop through the reference
-tokenizer (Pearson, SSIM, std ratio and PSNR beside a constant image's).
+score it against the expert label; reconstruct a spine CT, a spine MRI, the T1 crop and an unseen IXI
+whole-head T1 through the reference tokenizer (Pearson, SSIM, std ratio and PSNR beside a constant image's).
 Writes label map, reconstructions, error maps, montages, demo_montage.png and demo_summary.json into DIR."""
 
 
