@@ -40,7 +40,7 @@ from pumit.data.report import Report
 from pumit.data.validate import LabelError, validate
 from pumit.errors import InputError, ResourceError
 from pumit.atomic import temp_file
-from pumit.imageio import full_suffix
+from pumit.imageio import CANONICAL_ORIENTATION, full_suffix
 from pumit.intensity import IntensitySpec, normalize
 from pumit.spacing import Spacing, degree_of_anisotropy
 
@@ -160,7 +160,8 @@ def preprocess_record(record: ImageRecord, out_dir: str | os.PathLike, *, max_si
         intensity=spec.to_dict(), stats={"offset": stats.offset, "scale": stats.scale}, label=label_rel,
         label_values=record.label_values, label_names=record.label_names, target=record.target,
         source={"image": record.image, "label": record.label, "series": record.series, "frame": record.frame,
-                "depth_axis": record.depth_axis, "perm": list(item.perm), "spacing": list(record.spacing),
+                "depth_axis": record.depth_axis, "perm": list(item.perm), "orientation": CANONICAL_ORIENTATION,
+                "spacing": list(record.spacing),
                 "shape": list(source_shape), "crop": [list(b) for b in box], "dtype": item.dtype},
     )
 

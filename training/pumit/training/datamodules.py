@@ -88,6 +88,16 @@ def is_processed_manifest(path: str | os.PathLike) -> bool:
     return False
 
 
+def _check_orientation(records: Sequence[ProcessedRecord], manifest: Path) -> None:
+    """Refuse 3D items pre-processed before the canonical orientation existed (they kept the stored voxel
+    order, while the exported model would record ``orientation: RAS`` and inference would reorient)."""
+    old = [r.id for r in records if not r.planar and "orientation" not in r.source]
+    if old:
+        raise InputError(f"{manifest} was prepared by an older pumit that kept each file's stored voxel order "
+                         f"({len(old)} 3D item(s), e.g. {old[0]}); models now see the canonical orientation: "
+                         "run 'pumit data preprocess' on its sources again")
+
+
 def prepare_data(
     sources: Sequence[str | os.PathLike],
     work_dir: str | os.PathLike,
@@ -113,7 +123,10 @@ def prepare_data(
         records: list[ProcessedRecord] = []
         for s in processed:
             p = Path(s)
-            records += read_processed_manifest(p / "manifest.jsonl" if p.is_dir() else p)
+            manifest = p / "manifest.jsonl" if p.is_dir() else p
+            part = read_processed_manifest(manifest)
+            _check_orientation(part, manifest)
+            records += part
         validate(records)
     else:
         resolved = [str(Path(s).expanduser().resolve()) for s in sources]
@@ -121,7 +134,8 @@ def prepare_data(
             if not Path(r).exists():
                 raise InputError(f"training data not found: {r}")
         key = {"sources": resolved, "val_fraction": val_fraction, "seed": seed, "intensity": intensity,
-               "medmnist_spacing": medmnist_spacing, "crop_foreground": crop_foreground, "format": 1}
+               "medmnist_spacing": medmnist_spacing, "crop_foreground": crop_foreground,
+               "format": 2}  # 2: canonical orientation (pumit.imageio.plan_layout); format-1 caches kept voxel order
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         out = Path(work_dir) / f"prepared-{digest}"
         from pumit.data.preprocess import clean_stale_preparations

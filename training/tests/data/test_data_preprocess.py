@@ -100,6 +100,27 @@ def test_msd_with_workers_and_label_values(tmp_path: Path, small_msd: Path) -> N
         assert np.load(p.image, mmap_mode="r").shape[1:] == lab.shape
 
 
+def test_processed_manifests_record_the_orientation_and_older_ones_are_refused(tmp_path: Path, small_msd: Path) -> None:
+    import json
+
+    from pumit.errors import InputError
+    from pumit.imageio import CANONICAL_ORIENTATION
+    from pumit.training.datamodules import prepare_data
+
+    records, _ = index_sources([small_msd])
+    processed, _ = preprocess_manifest(records, tmp_path / "out")
+    assert processed and all(p.source["orientation"] == CANONICAL_ORIENTATION for p in processed)
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    assert len(prepare_data([str(manifest)], tmp_path / "work", val_fraction=0.25)) == len(processed)
+    # the same manifest as an older pumit wrote it (stored voxel order, no orientation): refused, not mixed in
+    lines = [json.loads(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
+    for d in lines:
+        d["source"].pop("orientation")
+    manifest.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    with pytest.raises(InputError, match="older pumit.*pumit data preprocess"):
+        prepare_data([str(manifest)], tmp_path / "work", val_fraction=0.25)
+
+
 def test_unreadable_file_skipped_with_count(tmp_path: Path) -> None:
     folder = tmp_path / "cts"
     folder.mkdir()
