@@ -163,6 +163,7 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             getattr(self.ui, buttonName).clicked.connect(lambda _checked=False, k=kind: self.onRunButton(k))
         self.ui.refreshModelsButton.clicked.connect(self.onRefreshModels)
         self.ui.installModelButton.clicked.connect(self.onInstallModel)
+        self.ui.importPumitButton.clicked.connect(self.onImportPublishedCheckpoint)
         self.ui.modelsTableWidget.itemSelectionChanged.connect(self.onModelRowSelected)
         self.ui.modelComboBox.currentTextChanged.connect(lambda text: self._setParameter("modelId", text))
         self.ui.tokenizerComboBox.currentTextChanged.connect(lambda text: self._setParameter("tokenizerId", text))
@@ -300,6 +301,19 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             entry = self.logic.installModel(path)
             self.onRefreshModels()
             slicer.util.showStatusMessage(_("Installed model {id}").format(id=entry.get("id")), 5000)
+
+    def onImportPublishedCheckpoint(self) -> None:
+        """Convert and install a published PUMIT checkpoint chosen by the user (``pumit models import-pumit``)."""
+        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Published PUMIT checkpoint"), "",
+                                              _("PUMIT checkpoints (*.ckpt *.pt *.pth)"))
+        if not path or not self._ensureDependencies(training=False):
+            return
+        with self._errorsShown(_("Failed to import the checkpoint.")):
+            slicer.util.showStatusMessage(_("Converting {name}...").format(name=Path(path).name))
+            slicer.app.processEvents()
+            entry = self.logic.importPublishedCheckpoint(path)
+            self.onRefreshModels()
+            slicer.util.showStatusMessage(_("Imported {id}").format(id=entry.get("id")), 5000)
 
     # -- fine-tuning pairs and results ---------------------------------------------------------------
 

@@ -352,6 +352,19 @@ class PUMITLogic:
         text = self._runQuick(["models", "install", str(path), "--json"], f"install the model {path}", timeout)
         return json.loads(text)
 
+    def importPublishedCheckpoint(self, path: str, *, name: str | None = None, timeout: float = 1800.0) -> dict[str, Any]:
+        """Convert and install a published PUMIT checkpoint (``pumit-b.ckpt``, ``simple-soft.ckpt``) the user
+        downloaded by hand (``pumit models import-pumit --json``): read without executing pickled code, loaded
+        strictly, verified, stored as safetensors with its provenance. Returns the new store entry; a refused
+        or unreadable file raises :class:`PUMITSlicerError` with pumit's one-line reason. Blocking: up to a
+        minute for ViT-B."""
+        arguments = ["models", "import-pumit", str(path), "--json"] + (["--name", name] if name else [])
+        text = self._runQuick(arguments, f"import the checkpoint {Path(path).name}", timeout)
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise PUMITSlicerError(f"Could not import {Path(path).name}: unreadable answer ({e}).") from e
+
 
 def _matchDisplay(reference, node) -> None:
     """Show ``node`` with the window/level and colors of ``reference`` so both compare directly."""

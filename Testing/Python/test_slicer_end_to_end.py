@@ -209,3 +209,36 @@ def test_reconstruction_uses_the_selected_modality(session, cli, ctVolume):
     a, b = slicer.util.arrayFromVolume(as_mri), slicer.util.arrayFromVolume(as_ct)
     assert a.shape == b.shape == slicer.util.arrayFromVolume(mri).shape
     assert not np.allclose(a, b)
+
+
+def test_import_published_checkpoint_from_the_module(cli, tmp_path):
+    """The model section's "Import PUMIT .ckpt..." runs the real `pumit models import-pumit`: a published-layout
+    Lightning checkpoint is installed and listed; a pickle that would run code is refused, and runs nothing."""
+    torch = pytest.importorskip("torch")
+    import lightning
+    from PUMITSlicerLib import PUMITSlicerError
+    from pumit.models.published import published_vit_config, vit_state_to_published
+    from pumit.models.vit import SpadViTMIM
+
+    torch.manual_seed(0)
+    state = vit_state_to_published(SpadViTMIM(published_vit_config(
+        embed_dim=64, depth=2, num_heads=2, mlp_hidden=96, codebook_size=32)).state_dict())
+    ckpt = tmp_path / "pumit-b.ckpt"
+    torch.save({"epoch": 3, "global_step": 1200, "pytorch-lightning_version": lightning.__version__,
+                "state_dict": state, "hyper_parameters": {"mask_ratio": 0.55}}, ckpt)
+    entry = cli.importPublishedCheckpoint(str(ckpt))
+    assert entry["id"] == "pumit-vit-b-v1.0.0" and entry["model_type"] == "mim"
+    assert entry["id"] in [m["id"] for m in cli.listModels("mim")]
+
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "global_step": 0, "hook": Payload()}, evil)
+    with pytest.raises(PUMITSlicerError, match="refusing to load"):
+        cli.importPublishedCheckpoint(str(evil))
+    assert not marker.exists(), "the checkpoint's pickled code ran"
+    assert [m["id"] for m in cli.listModels("mim")] == [entry["id"]], "nothing else was installed"
