@@ -446,6 +446,8 @@ class PUMITSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 reconstruction, errorMap = task.result
                 showReconstruction(self._parameterNode.inputVolume, reconstruction, errorMap)
                 status += " " + results.formatReconstructionMetrics(task.details.get("metrics", {})) + "."
+            elif self._taskKind == "segment" and task.details.get("input_notes"):
+                status += " " + results.formatInputNotes(task.details["input_notes"])
             elif self._taskKind == "finetune":
                 if self.ui.modelComboBox.findText(task.result) < 0:
                     self.ui.modelComboBox.addItem(task.result)

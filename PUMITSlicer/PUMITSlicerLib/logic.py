@@ -33,7 +33,7 @@ import vtk
 from PUMITSlicerLib.dataset import TrainingPair, writeTrainingDataset
 from PUMITSlicerLib.errors import PUMITSlicerError, errorDetail
 from PUMITSlicerLib.process import ProgressEvent
-from PUMITSlicerLib.results import placeNextToInput, reconstructionMetrics
+from PUMITSlicerLib.results import inputNotes, placeNextToInput, reconstructionMetrics
 from PUMITSlicerLib.segmentations import importLabelmap, readLabelSidecar, sidecarPath
 from PUMITSlicerLib.tasks import Task
 from PUMITSlicerLib.volumes import (
@@ -229,6 +229,7 @@ class PUMITLogic:
         def onSuccess(task: Task):
             labelNode = self._readResult(output, geometry, dims, "segmentation result", labelmap=True)
             model, labels = readLabelSidecar(sidecarPath(output))
+            task.details["input_notes"] = inputNotes(sidecarPath(output))  # shown with the result (status line)
             self._requireInScene(inputVolume, "input volume")
             target = outputSegmentation if outputSegmentation is not None and outputSegmentation.GetScene() is self.scene else None
             node = importLabelmap(self.scene, labelNode, labels, inputVolume, outputSegmentation=target,

@@ -163,6 +163,25 @@ def formatReconstructionMetrics(metrics: dict[str, float]) -> str:
     return ", ".join(parts)
 
 
+def inputNotes(sidecar: Path) -> dict[str, str]:
+    """``input_notes`` of a segmentation's ``.labels.json`` sidecar: where the input departs from what the
+    model was made for (``modality``: e.g. a CT given to an MRI model; ``field_of_view``: a crop far smaller
+    than the model's intended field of view). Empty when there are none or pumit wrote none (old versions)."""
+    try:
+        data = json.loads(Path(sidecar).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    notes = data.get("input_notes") if isinstance(data, dict) else None
+    if not isinstance(notes, dict):
+        return {}
+    return {str(k): str(v) for k, v in notes.items() if str(v).strip()}
+
+
+def formatInputNotes(notes: dict[str, str]) -> str:
+    """The notes for the status line (``""`` when there are none): ``Note: ...; ...``."""
+    return ("Note: " + "; ".join(notes.values())) if notes else ""
+
+
 # -- run summary -----------------------------------------------------------------------------------------
 
 def deviceFromMessages(messages: Iterable[str]) -> str | None:

@@ -242,3 +242,27 @@ def test_import_published_checkpoint_from_the_module(cli, tmp_path):
         cli.importPublishedCheckpoint(str(evil))
     assert not marker.exists(), "the checkpoint's pickled code ran"
     assert [m["id"] for m in cli.listModels("mim")] == [entry["id"]], "nothing else was installed"
+
+
+def test_input_notes_of_the_real_cli_reach_the_status(session, cli, tmp_path, ctVolume):
+    """A volume much smaller than the model's intended field of view is segmented, and pumit's note about it
+    (sidecar ``input_notes``) comes back with the result for the status line."""
+    torch = pytest.importorskip("torch")
+    from pumit.models import build_model, save_pretrained
+    from pumit.models.segmentation import SegmenterConfig
+    from pumit.models.vit import ViTConfig
+    from PUMITSlicerLib import results
+
+    torch.manual_seed(0)
+    config = SegmenterConfig(vit=ViTConfig(patch_size=8, embed_dim=32, depth=2, num_heads=2, abs_pos_grid=None),
+                             num_classes=3, adapter_channels=(8, 8, 8, 8), stem_channels=(8,))
+    model = save_pretrained(build_model("segmentation", config.to_dict()), tmp_path / "whole-body", meta={
+        "name": "whole-body", "version": "1.0.0", "labels": LABELS, "colors": COLORS,
+        "input": {"modality": "CT", "roi": [48, 48, 48], "min_field_of_view_mm": [2000, 2000, 2000]}})
+    task = cli.startSegmentation(ctVolume, str(model), device="CPU")
+    finished(task)
+    notes = task.details["input_notes"]
+    assert "field_of_view" in notes, notes
+    status = results.formatInputNotes(notes)
+    assert status.startswith("Note: ") and notes["field_of_view"] in status
+    assert results.formatInputNotes({}) == ""
