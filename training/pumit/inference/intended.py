@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from pumit.errors import InputError, ModelError
+from pumit.inference.modelinfo import meta_triple
 
 DIMENSIONALITIES = ("3d", "2d", "any")
 _AXES = ("D (superior-inferior)", "H (anterior-posterior)", "W (left-right)")
@@ -41,14 +42,7 @@ def intended_input(meta: dict[str, Any]) -> dict[str, Any]:
     dim = str(spec.get("dimensionality") or "any").lower()
     if dim not in DIMENSIONALITIES:
         raise ModelError(f"model metadata 'input.dimensionality' must be one of {', '.join(DIMENSIONALITIES)}, got {dim!r}")
-    fov = spec.get("min_field_of_view_mm")
-    if fov is not None:
-        try:
-            fov = tuple(float(v) for v in fov)
-        except (TypeError, ValueError):
-            raise ModelError(f"model metadata 'input.min_field_of_view_mm' must be [D, H, W] mm, got {fov!r}") from None
-        if len(fov) != 3 or min(fov) < 0:
-            raise ModelError(f"model metadata 'input.min_field_of_view_mm' must be 3 sizes >= 0 mm, got {fov!r}")
+    fov = meta_triple(spec, "min_field_of_view_mm", float, 0.0, "must be [D, H, W] mm", "must be 3 sizes >= 0 mm")
     modality = spec.get("modality") or meta.get("modality")
     description = str(spec.get("description") or "").strip()
     if not description:

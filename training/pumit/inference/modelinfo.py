@@ -282,6 +282,22 @@ def _color(value: Any, label: int) -> tuple[int, int, int]:
     return tuple(round(min(max(c, 0.0), 255.0)) for c in rgb)  # type: ignore[return-value]
 
 
+def meta_triple(spec: dict[str, Any], key: str, cast: type, minimum: float, shape_rule: str,
+                range_rule: str) -> tuple | None:
+    """``spec[key]`` as a 3-tuple of ``cast`` values ``>= minimum`` (``None`` when absent). Raises
+    :class:`ModelError` naming ``input.<key>`` with ``shape_rule`` (not 3 numbers) or ``range_rule``."""
+    value = spec.get(key)
+    if value is None:
+        return None
+    try:
+        out = tuple(cast(v) for v in value)
+    except (TypeError, ValueError):
+        raise ModelError(f"model metadata 'input.{key}' {shape_rule}, got {value!r}") from None
+    if len(out) != 3 or min(out) < minimum:
+        raise ModelError(f"model metadata 'input.{key}' {range_rule}, got {value!r}")
+    return out
+
+
 def parse_input_requirements(meta: dict[str, Any], model_channels: int) -> InputRequirements:
     """``meta["input"]`` with defaults (see the module docstring). The model's own channel count wins."""
     spec = meta.get("input") or {}
@@ -308,15 +324,7 @@ def parse_input_requirements(meta: dict[str, Any], model_channels: int) -> Input
         if len(pairs) != 3 or any(not (0 < lo <= hi) for lo, hi in pairs):
             raise ModelError(f"model metadata 'input.spacing_range_mm' must be 3 pairs 0 < lo <= hi, got {rng!r}")
         spacing_range = pairs
-    roi = spec.get("roi")
-    if roi is not None:
-        try:
-            roi_t = tuple(int(v) for v in roi)
-        except (TypeError, ValueError):
-            raise ModelError(f"model metadata 'input.roi' must be [D, H, W], got {roi!r}") from None
-        if len(roi_t) != 3 or min(roi_t) < 1:
-            raise ModelError(f"model metadata 'input.roi' must be 3 positive sizes [D, H, W], got {roi!r}")
-        roi = roi_t
+    roi = meta_triple(spec, "roi", int, 1, "must be [D, H, W]", "must be 3 positive sizes [D, H, W]")
     orientation = spec.get("orientation") or CANONICAL_ORIENTATION
     if orientation not in ORIENTATIONS:
         raise ModelError(f"model metadata 'input.orientation' must be one of {', '.join(ORIENTATIONS)}, got {orientation!r}")
