@@ -4,16 +4,13 @@ count, no lost or unreadable checkpoint; ``--resume never`` refuses a used folde
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from pumit.errors import InputError
 from pumit.training.run import find_resume_checkpoint
-from training_helpers import REPO, TINY_VIT, cli_command, cli_env, run_cli, tiny_cfg
+from training_helpers import TINY_VIT, kill_once_checkpointed, run_cli, tiny_cfg
 
 
 def _classify_args(npz: Path, out: Path, steps: int) -> list[str]:
@@ -29,17 +26,7 @@ def test_killed_run_resumes_to_the_same_step_count(adrenal_npz: Path, tmp_path: 
     args = _classify_args(adrenal_npz, out, steps=4)
     last = out / "checkpoints" / "last.ckpt"
 
-    proc = subprocess.Popen(cli_command(args), env=cli_env(home), cwd=str(REPO), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert last.is_file(), f"no checkpoint was written: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
-        proc.send_signal(signal.SIGKILL)  # no chance to clean up: only atomic writes survive
-    finally:
-        proc.wait(timeout=60)
-        proc.stderr.close()
+    kill_once_checkpointed(args, home, last)  # SIGKILL: no chance to clean up, only atomic writes survive
     first = torch.load(last, map_location="cpu", weights_only=True)
     assert 1 <= first["global_step"] <= 4
     # a kill during a later write may leave its temp file, but never a half-written last.ckpt (loaded above)

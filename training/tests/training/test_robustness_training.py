@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 import torch
-from training_helpers import REPO, cli_command, cli_env, run_cli, write_yaml
+from training_helpers import REPO, cli_env, kill_once_checkpointed, run_cli, write_yaml
 
 DEMO = REPO / "training" / "pumit" / "assets" / "demo"
 TINY = dict(roi=[16, 32, 32], batch_size=2, samples_per_volume=1, sw_overlap=0.25, num_workers=0, num_sanity_val_steps=0,
@@ -61,18 +61,7 @@ def test_killed_fine_tune_with_default_options_resumes(setup, tmp_path: Path):
     out = tmp_path / "run"
     last = out / "checkpoints" / "last.ckpt"
     args = train_args(data, out, cfg, 6)  # default checkpoint options: no --checkpoint-every-n-steps
-    proc = subprocess.Popen(cli_command(args), env=cli_env(home), cwd=str(REPO), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert last.is_file(), f"no last.ckpt before the end: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-        assert proc.stderr is not None
-        proc.stderr.close()
+    kill_once_checkpointed(args, home, last)
     first = torch.load(last, map_location="cpu", weights_only=True)
     assert 1 <= first["global_step"] < 12  # saved at the end of an epoch (2 steps each), well before the end
     again = run_cli(args, home)

@@ -155,3 +155,24 @@ def run_cli(args: Sequence[str], pumit_home: Path, timeout: float = 300) -> subp
     """Run ``pumit ARGS`` in a subprocess with ``PUMIT_HOME=pumit_home``."""
     return subprocess.run(cli_command(args), env=cli_env(pumit_home), capture_output=True, text=True, timeout=timeout,
                           cwd=str(REPO), check=False)
+
+
+def kill_once_checkpointed(args: Sequence[str], pumit_home: Path, checkpoint: Path, timeout: float = 240) -> None:
+    """Start ``pumit ARGS`` and SIGKILL it as soon as ``checkpoint`` exists (no chance to clean up: only
+    atomic writes survive); fails if the run writes no checkpoint before it ends or ``timeout`` s pass."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cli_command(args), env=cli_env(pumit_home), cwd=str(REPO), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpoint.is_file(), (f"no {checkpoint.name} was written: "
+                                      f"{proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        assert proc.stderr is not None
+        proc.stderr.close()
