@@ -27,22 +27,30 @@ LABELS = {"0": "background", "1": "vertebral body", "2": "posterior elements"}
 COLORS = {"1": [241, 214, 145], "2": [216, 101, 79]}
 
 
+def tinySegmenter(folder, *, depth: int, **inputMeta):
+    """Save a random 3-class CT segmenter (tiny ViT + decoder) named after ``folder``; ``inputMeta`` extends
+    its ``meta.input``. Returns the model folder."""
+    from pumit.models import build_model, save_pretrained
+    from pumit.models.segmentation import SegmenterConfig
+    from pumit.models.vit import ViTConfig
+
+    config = SegmenterConfig(vit=ViTConfig(patch_size=8, embed_dim=32, depth=depth, num_heads=2, abs_pos_grid=None),
+                             num_classes=3, adapter_channels=(8, 8, 8, 8), stem_channels=(8,))
+    return save_pretrained(build_model("segmentation", config.to_dict()), folder, meta={
+        "name": folder.name, "version": "1.0.0", "labels": LABELS, "colors": COLORS,
+        "input": {"modality": "CT", "roi": [48, 48, 48], **inputMeta}})
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tiny segmentation model (3 classes) and a tiny tokenizer, as model folders."""
     torch = pytest.importorskip("torch")
     from pumit.models import build_model, save_pretrained
-    from pumit.models.segmentation import SegmenterConfig
     from pumit.models.tokenizer import TokenizerConfig
-    from pumit.models.vit import ViTConfig
 
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    config = SegmenterConfig(vit=ViTConfig(patch_size=8, embed_dim=32, depth=4, num_heads=2, abs_pos_grid=None),
-                             num_classes=3, adapter_channels=(8, 8, 8, 8), stem_channels=(8,))
-    segmenter = save_pretrained(build_model("segmentation", config.to_dict()), root / "tiny-seg", meta={
-        "name": "tiny-seg", "version": "1.0.0", "labels": LABELS, "colors": COLORS,
-        "input": {"modality": "CT", "roi": [48, 48, 48]}})
+    segmenter = tinySegmenter(root / "tiny-seg", depth=4)
     tokenizer = save_pretrained(build_model("tokenizer", TokenizerConfig.preset("tiny", num_blocks=1).to_dict()),
                                 root / "tiny-tok", meta={"name": "tiny-tok", "version": "1.0.0",
                                                          "input": {"modality": "CT", "roi": [48, 48, 48]}})
@@ -248,17 +256,10 @@ def test_input_notes_of_the_real_cli_reach_the_status(session, cli, tmp_path, ct
     """A volume much smaller than the model's intended field of view is segmented, and pumit's note about it
     (sidecar ``input_notes``) comes back with the result for the status line."""
     torch = pytest.importorskip("torch")
-    from pumit.models import build_model, save_pretrained
-    from pumit.models.segmentation import SegmenterConfig
-    from pumit.models.vit import ViTConfig
     from PUMITSlicerLib import results
 
     torch.manual_seed(0)
-    config = SegmenterConfig(vit=ViTConfig(patch_size=8, embed_dim=32, depth=2, num_heads=2, abs_pos_grid=None),
-                             num_classes=3, adapter_channels=(8, 8, 8, 8), stem_channels=(8,))
-    model = save_pretrained(build_model("segmentation", config.to_dict()), tmp_path / "whole-body", meta={
-        "name": "whole-body", "version": "1.0.0", "labels": LABELS, "colors": COLORS,
-        "input": {"modality": "CT", "roi": [48, 48, 48], "min_field_of_view_mm": [2000, 2000, 2000]}})
+    model = tinySegmenter(tmp_path / "whole-body", depth=2, min_field_of_view_mm=[2000, 2000, 2000])
     task = cli.startSegmentation(ctVolume, str(model), device="CPU")
     finished(task)
     notes = task.details["input_notes"]
