@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from safetensors.torch import save_file
+
+import pumit.cli.main as cli_main
 
 
 def model_config(name: str = "knee", version: str | None = "1.0.0", **meta: Any) -> dict[str, Any]:
@@ -51,3 +54,18 @@ def make_lone_file(path: Path, *, seed: int = 0, config: dict | None = None) -> 
     cfg = config if config is not None else model_config()
     save_file(tiny_state_dict(seed), str(path), metadata={"pumit_config": json.dumps(cfg)})
     return path
+
+
+@pytest.fixture
+def only_models_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Build the CLI parser with only pumit.cli.models (other sub-commands belong to other modules) and
+    point PUMIT_HOME at a temporary folder. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("models",))
+    monkeypatch.setenv("PUMIT_HOME", str(tmp_path / "home"))
+
+
+def run_models(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``pumit models ARGS`` in-process: ``(exit code, stdout, stderr)``."""
+    code = cli_main.main(["models", *args])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -23,21 +23,13 @@ from pumit.models.vit import SpadViTMIM
 from pumit.store import ModelStore
 from pumit.store.hashing import sha256_file
 from pumit.store.import_pumit import import_pumit_checkpoint
+from store_helpers import only_models_command, run_models  # noqa: F401 (fixture)
 
 KEYS_FILE = Path(__file__).resolve().parents[4] / "shared" / "pumit_checkpoint_keys.json"  # <repo>/../shared
 SMALL_VIT = dict(embed_dim=64, depth=2, num_heads=2, mlp_hidden=96, codebook_size=32)
 
 
-@pytest.fixture(autouse=True)
-def only_models_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("models",))
-    monkeypatch.setenv("PUMIT_HOME", str(tmp_path / "home"))
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli_main.main(["models", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("only_models_command")
 
 
 def published_keys() -> dict[str, dict[str, list[int]]]:
@@ -102,7 +94,7 @@ def test_real_lightning_checkpoint_round_trips_exactly_through_import_store_and_
     capsys.readouterr()  # Lightning's own log lines while training
     store_dir = tmp_path / "store"
 
-    code, out, err = run(["import-pumit", str(ckpt), "--store", str(store_dir)], capsys)
+    code, out, err = run_models(["import-pumit", str(ckpt), "--store", str(store_dir)], capsys)
     assert (code, err) == (0, "") and "imported pumit-vit-b-v1.0.0" in out
     store = ModelStore(store_dir, builtin_dirs=[])
     entry = store.info("pumit-vit-b")
@@ -126,11 +118,11 @@ def test_real_lightning_checkpoint_round_trips_exactly_through_import_store_and_
     loaded = vit_state_to_published(model.state_dict())
     assert set(loaded) == set(expected)
     assert all(torch.equal(loaded[k], expected[k]) for k in expected)  # bit-exact, RGB filters included
-    assert run(["verify", "pumit-vit-b", "--store", str(store_dir)], capsys)[0] == 0
+    assert run_models(["verify", "pumit-vit-b", "--store", str(store_dir)], capsys)[0] == 0
 
-    code, _, err = run(["import-pumit", str(ckpt), "--store", str(store_dir)], capsys)  # never overwritten
+    code, _, err = run_models(["import-pumit", str(ckpt), "--store", str(store_dir)], capsys)  # never overwritten
     assert code == 3 and "already installed" in err and err.count("\n") == 1
-    code, out, _ = run(["import-pumit", str(ckpt), "--store", str(store_dir), "--version", "1.0.1",
+    code, out, _ = run_models(["import-pumit", str(ckpt), "--store", str(store_dir), "--version", "1.0.1",
                         "--input-convention", "signed", "--json"], capsys)
     assert code == 0 and json.loads(out)["id"] == "pumit-vit-b-v1.0.1"
     signed = load_pretrained(store.resolve("pumit-vit-b-v1.0.1"))
@@ -239,19 +231,19 @@ def test_malicious_checkpoint_is_refused_and_executes_nothing(tmp_path, variant)
 
 def test_import_errors_are_one_line_with_documented_codes(tmp_path, capsys):
     store = str(tmp_path / "store")
-    code, _, err = run(["import-pumit", str(tmp_path / "missing.ckpt"), "--store", store], capsys)
+    code, _, err = run_models(["import-pumit", str(tmp_path / "missing.ckpt"), "--store", store], capsys)
     assert code == 2 and err.startswith("pumit: error: checkpoint not found") and err.count("\n") == 1
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, other)
-    code, _, err = run(["import-pumit", str(other), "--store", store], capsys)
+    code, _, err = run_models(["import-pumit", str(other), "--store", store], capsys)
     assert code == 3 and "not a published PUMIT checkpoint" in err
     vit = tmp_path / "pumit-b.ckpt"
     torch.save({"state_dict": vit_state_to_published(SpadViTMIM(published_vit_config(**SMALL_VIT)).state_dict())}, vit)
-    code, _, err = run(["import-pumit", str(vit), "--kind", "tokenizer", "--store", store], capsys)
+    code, _, err = run_models(["import-pumit", str(vit), "--kind", "tokenizer", "--store", store], capsys)
     assert code == 3 and "holds a published vit, not a tokenizer" in err
     bad = tmp_path / "truncated.ckpt"
     bad.write_bytes(vit.read_bytes()[:1000])
-    code, _, err = run(["import-pumit", str(bad), "--store", store], capsys)
+    code, _, err = run_models(["import-pumit", str(bad), "--store", store], capsys)
     assert code == 3 and err.startswith("pumit: error: refusing to load") and err.count("\n") == 1
     assert ModelStore(store, builtin_dirs=[]).list() == []
 
@@ -292,7 +284,7 @@ def test_imported_published_tokenizer_reconstructs_a_real_image_through_the_cli(
     rgb = UniversalTokenizer(published_tokenizer_config(in_channels=3, channels=(16, 32, 64), codebook_size=48))
     ckpt = tmp_path / "simple-soft.ckpt"
     torch.save({"model": rgb.state_dict(), "discriminator": {}, "step": 1}, ckpt)
-    assert run(["import-pumit", str(ckpt)], capsys)[0] == 0  # into $PUMIT_HOME/models
+    assert run_models(["import-pumit", str(ckpt)], capsys)[0] == 0  # into $PUMIT_HOME/models
     img = sitk.GetImageFromArray((torch.rand(16, 32, 32) * 1000).numpy())
     img.SetSpacing((1.0, 1.0, 1.0))
     sitk.WriteImage(img, str(tmp_path / "in.nii.gz"))

@@ -6,79 +6,68 @@ import json
 from pathlib import Path
 
 import pytest
-from store_helpers import make_model_dir
+from store_helpers import make_model_dir, only_models_command, run_models  # noqa: F401 (fixture)
 
 import pumit.cli.main as cli_main
 from pumit.store.hashing import sha256_file
 
 
-@pytest.fixture(autouse=True)
-def only_models_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Build the parser with only pumit.cli.models (other sub-commands belong to other modules)
-    and point PUMIT_HOME at a temporary folder."""
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("models",))
-    monkeypatch.setenv("PUMIT_HOME", str(tmp_path / "home"))
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli_main.main(["models", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("only_models_command")
 
 
 def test_cli_workflow_and_exit_codes(tmp_path: Path, src: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["list"], capsys)[0] == 0
-    code, out, _ = run(["install", str(src)], capsys)
+    assert run_models(["list"], capsys)[0] == 0
+    code, out, _ = run_models(["install", str(src)], capsys)
     assert code == 0 and "installed knee-v1.0.0" in out
 
-    code, out, err = run(["install", str(src)], capsys)  # never overwrite
+    code, out, err = run_models(["install", str(src)], capsys)  # never overwrite
     assert code == 3 and err.startswith("pumit: error: model knee-v1.0.0 is already installed")
     assert err.count("\n") == 1  # one line, no traceback
 
-    code, _, err = run(["install", str(src), "--version", "1.0.1", "--sha256", "ab" * 32], capsys)
+    code, _, err = run_models(["install", str(src), "--version", "1.0.1", "--sha256", "ab" * 32], capsys)
     assert code == 3 and "checksum mismatch" in err
-    code, out, _ = run(["install", str(src), "--name", "knee", "--version", "1.0.1", "--json",
+    code, out, _ = run_models(["install", str(src), "--name", "knee", "--version", "1.0.1", "--json",
                         "--sha256", sha256_file(src / "model.safetensors")], capsys)
     assert code == 0 and json.loads(out)["id"] == "knee-v1.0.1"
 
-    code, out, _ = run(["list", "--json"], capsys)
+    code, out, _ = run_models(["list", "--json"], capsys)
     listed = json.loads(out)
     assert code == 0 and [e["id"] for e in listed if not e["builtin"]] == ["knee-v1.0.0", "knee-v1.0.1"]
     assert all(e["builtin"] for e in listed if not e["id"].startswith("knee-"))  # the models shipped with pumit
-    code, out, _ = run(["list"], capsys)
+    code, out, _ = run_models(["list"], capsys)
     assert code == 0 and "knee-v1.0.1" in out and "segmentation" in out and "Apache-2.0" in out
 
-    code, out, _ = run(["info", "knee", "--json"], capsys)
+    code, out, _ = run_models(["info", "knee", "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and info["id"] == "knee-v1.0.1" and info["labels"]["1"] == "anterior"
     assert info["path"] == str(tmp_path / "home" / "models" / "knee-v1.0.1")
-    code, out, _ = run(["info", "knee-v1.0.0"], capsys)
+    code, out, _ = run_models(["info", "knee-v1.0.0"], capsys)
     assert code == 0 and "1=anterior" in out and "model.safetensors" in out
 
-    code, out, _ = run(["path", "knee"], capsys)
+    code, out, _ = run_models(["path", "knee"], capsys)
     assert code == 0 and out.strip() == str(tmp_path / "home" / "models" / "knee-v1.0.1")
 
-    assert run(["verify", "knee-v1.0.0"], capsys)[:2] == (0, "OK knee-v1.0.0: 2 file(s) match their recorded SHA-256\n")
+    assert run_models(["verify", "knee-v1.0.0"], capsys)[:2] == (0, "OK knee-v1.0.0: 2 file(s) match their recorded SHA-256\n")
     (tmp_path / "home" / "models" / "knee-v1.0.0" / "config.json").write_text("{}")
-    code, _, err = run(["verify", "knee-v1.0.0"], capsys)
+    code, _, err = run_models(["verify", "knee-v1.0.0"], capsys)
     assert code == 3 and "config.json: SHA-256 mismatch" in err
 
-    assert run(["info", "hip"], capsys)[0] == 3  # unknown id
-    assert run(["info", "bad id!"], capsys)[0] == 2  # malformed id
-    assert run(["install", str(tmp_path / "missing")], capsys)[0] == 2  # missing path
-    assert run(["install", str(src), "--version", "1.0"], capsys)[0] == 2  # malformed version
-    assert run(["remove", "knee"], capsys)[0] == 2  # bare name refused
-    code, out, _ = run(["remove", "knee-v1.0.0"], capsys)
+    assert run_models(["info", "hip"], capsys)[0] == 3  # unknown id
+    assert run_models(["info", "bad id!"], capsys)[0] == 2  # malformed id
+    assert run_models(["install", str(tmp_path / "missing")], capsys)[0] == 2  # missing path
+    assert run_models(["install", str(src), "--version", "1.0"], capsys)[0] == 2  # malformed version
+    assert run_models(["remove", "knee"], capsys)[0] == 2  # bare name refused
+    code, out, _ = run_models(["remove", "knee-v1.0.0"], capsys)
     assert code == 0 and out.strip() == "removed knee-v1.0.0"
-    assert run(["remove", "knee-v1.0.0"], capsys)[0] == 3
+    assert run_models(["remove", "knee-v1.0.0"], capsys)[0] == 3
 
 
 def test_store_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_model_dir(tmp_path, "m")
     other = tmp_path / "elsewhere"
-    assert run(["install", str(src), "--store", str(other)], capsys)[0] == 0
+    assert run_models(["install", str(src), "--store", str(other)], capsys)[0] == 0
     assert (other / "knee-v1.0.0").is_dir()
-    assert json.loads(run(["list", "--json", "--store", str(other)], capsys)[1])[0]["id"] == "knee-v1.0.0"
+    assert json.loads(run_models(["list", "--json", "--store", str(other)], capsys)[1])[0]["id"] == "knee-v1.0.0"
     assert not (tmp_path / "home" / "models" / "knee-v1.0.0").exists()  # PUMIT_HOME store untouched
 
 
