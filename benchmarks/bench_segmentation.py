@@ -48,6 +48,7 @@ from benchmarks.common import (
     release,
     synchronize,
     time_calls,
+    timed,
 )
 from benchmarks.data import CT_SPACING, ct_volume, normalised_ct
 
@@ -252,6 +253,12 @@ def window_gflops(model: nn.Module, roi, spacing) -> float | None:
 # ----------------------------------------------------------------------------------------- benchmark
 
 
+def _forward(m: nn.Module, x: torch.Tensor, spacing, device: torch.device, dtype: torch.dtype) -> None:
+    """One inference forward pass of ``m`` under ``dtype`` autocast (what the per-window benchmarks time)."""
+    with torch.inference_mode(), autocast(device, dtype):
+        m(x, spacing)
+
+
 def _rotated(items: list, r: int) -> list:
     """Round ``r`` of a rotation: start at item ``r mod n``; odd rounds also reversed (no one always first)."""
     if not items:
@@ -345,14 +352,10 @@ def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overl
                     _, prec, cl, sp = e
                     m.set_channels_last(cl)
                     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
-                    synchronize(device)
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    with torch.inference_mode(), autocast(device, dtype):
-                        m(x, sp)
-                    synchronize(device)
+                    wall, cpu = timed(lambda: _forward(m, x, sp, device, dtype), device)
                     if r >= warmup:
-                        times[e][0].append(time.perf_counter() - t0)
-                        times[e][1].append(time.process_time() - c0)
+                        times[e][0].append(wall)
+                        times[e][1].append(cpu)
                 m.set_channels_last(False)
                 if device.type != "cpu":
                     m.to("cpu")
@@ -419,14 +422,10 @@ def run(device: torch.device, *, size: str, repeats: int, warmup: int = 1, overl
         for r in range(warmup + n_rep):
             for b in _rotated(batches, r):
                 xb = window.to(device).expand(b, -1, -1, -1, -1).contiguous()
-                synchronize(device)
-                c0, t0 = time.process_time(), time.perf_counter()
-                with torch.inference_mode(), autocast(device, dtype):
-                    m(xb, spacing)
-                synchronize(device)
+                wall, cpu = timed(lambda: _forward(m, xb, spacing, device, dtype), device)
                 if r >= warmup:
-                    bt[b][0].append((time.perf_counter() - t0) / b)
-                    bt[b][1].append((time.process_time() - c0) / b)
+                    bt[b][0].append(wall / b)
+                    bt[b][1].append(cpu / b)
         load1 = load_snapshot()
         brec = {}
         for b, (walls, cpus) in bt.items():

@@ -248,6 +248,15 @@ def release(device: torch.device) -> None:
 # --------------------------------------------------------------------------------------------- timing
 
 
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """Wall and process-CPU seconds of one call of ``fn``, the device synchronized before and after."""
+    synchronize(device)
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def time_calls(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> tuple[list[float], list[float]]:
     """Wall and process-CPU seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
@@ -255,12 +264,9 @@ def time_calls(fn: Callable[[], Any], device: torch.device, repeats: int, warmup
     synchronize(device)
     walls, cpus = [], []
     for _ in range(repeats):
-        synchronize(device)
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        synchronize(device)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+        wall, cpu = timed(fn, device)
+        walls.append(wall)
+        cpus.append(cpu)
     return walls, cpus
 
 
@@ -274,12 +280,9 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, re
     for r in range(repeats):
         order = keys if r % 2 == 0 else keys[::-1]  # alternate the order too: no one always runs first
         for k in order:
-            synchronize(device)
-            c0, t0 = time.process_time(), time.perf_counter()
-            fns[k]()
-            synchronize(device)
-            out[k][0].append(time.perf_counter() - t0)
-            out[k][1].append(time.process_time() - c0)
+            wall, cpu = timed(fns[k], device)
+            out[k][0].append(wall)
+            out[k][1].append(cpu)
     return out
 
 
