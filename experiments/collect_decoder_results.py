@@ -1,74 +1,169 @@
 """Collect the decoder comparison runs (experiments/decoder_compare.py) into experiments/results/decoder-comparison.json
-and regenerate the table of docs/results.md between ``<!-- decoder:begin -->`` and ``<!-- decoder:end -->``.
+and regenerate the tables of docs/results.md between ``<!-- decoder:begin -->`` and ``<!-- decoder:end -->``.
 
     python experiments/collect_decoder_results.py
+
+A run is identified by (arm, variant, learning rate, seed, steps). ``decoder2-*.json`` (2026-12-02, a quiet machine:
+one run per core) supersede the same runs of the first round (``decoder-hippocampus-lr*.json``, run under load);
+the re-runs reproduce the first round's Dice exactly (same seed), only the wall seconds differ.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
-NAMES = {"light": "SPAD-ViT + light decoder", "unet": "SPAD-ViT + U-Net decoder (today's)",
+NAMES = {"light": "SPAD-ViT + light decoder", "unet": "SPAD-ViT + U-Net decoder (original)",
          "dynunet": "DynUNet (nnU-Net 3d_fullres rules)", "unetr": "UNETR (same ViT width)"}
+#: variant names of decoder_compare.py --variant → what they are (the light decoder's widths/conv_levels)
+VARIANTS = {"": "", "conv2": "conv_levels 2 (**default**)", "conv3": "conv_levels 3",
+            "conv2-wide": "conv_levels 2, 2× wider", "conv2-xwide": "conv_levels 2, 4× wider"}
+LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 
-def _runs(pattern: str) -> list[dict]:
-    runs = []
-    for p in sorted(RESULTS.glob(pattern)):
-        d = json.loads(p.read_text())
-        for r in d["runs"]:
-            runs.append(dict(r, file=p.name, max_steps=d["config"].get("max_steps")))
-    return runs
+def _runs(*patterns: str) -> list[dict]:
+    """Runs of the files matching ``patterns``, later files overriding earlier ones for the same run key."""
+    runs: dict[tuple, dict] = {}
+    for pattern in patterns:
+        for p in sorted(RESULTS.glob(pattern)):
+            d = json.loads(p.read_text())
+            for r in d["runs"]:
+                r = dict(r, file=p.name, variant=r.get("variant", ""))
+                if r["arm"] == "light" and r.get("conv_levels") is None:  # runs from before the field: 0
+                    r["conv_levels"] = int(d["config"].get("light_conv_levels") or 0)
+                runs[(r["arm"], r["variant"], float(r["lr"]), int(r.get("seed", 0)), int(r["steps"]))] = r
+    return list(runs.values())
 
 
 def _fmt(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def table(runs: list[dict], labels: list[str] | None = None) -> list[str]:
-    lines = ["| arm | lr | steps | mean Dice | " + " | ".join(labels or []) + (" | " if labels else "")
-             + "params (M) | GFLOP / training window | wall s | CPU s |",
-             "|---|---|---|---|" + "---|" * len(labels or []) + "---|---|---|---|"]
-    best: dict[str, float] = {}
+def _name(r: dict) -> str:
+    if r["arm"] != "light":
+        return NAMES[r["arm"]]
+    extra = VARIANTS.get(r["variant"], r["variant"]) or "tokens only (conv_levels 0)"
+    return f"{NAMES['light']}, {extra}"
+
+
+def _order(key: tuple[str, str]) -> tuple[int, int]:
+    arm, variant = key
+    return list(NAMES).index(arm), list(VARIANTS).index(variant) if variant in VARIANTS else 99
+
+
+def _groups(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    out: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
-        best[r["arm"]] = max(best.get(r["arm"], -1.0), r["dice_mean"] or 0.0)
-    for r in sorted(runs, key=lambda r: (list(NAMES).index(r["arm"]), r["lr"])):
-        mark = "**" if (r["dice_mean"] or 0.0) == best[r["arm"]] else ""
-        per = " | ".join(_fmt(r["dice"].get(k)) for k in labels or [])
-        lines.append(f"| {NAMES[r['arm']]} | {r['lr']:g} | {r['steps']} | {mark}{_fmt(r['dice_mean'])}{mark} | "
-                     + (per + " | " if labels else "")
-                     + f"{r['params_m']:.2f} | {r['gflops_per_train_window']:.2f} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
+        out.setdefault((r["arm"], r["variant"]), []).append(r)
+    return dict(sorted(out.items(), key=lambda kv: _order(kv[0])))
+
+
+def lr_grid(runs: list[dict]) -> list[str]:
+    """One row per arm/variant: seed-0 mean Dice at each learning rate (bold: the row's best)."""
+    lines = ["| arm | " + " | ".join(f"lr {lr:g}" for lr in LRS) + " | params (M) | GFLOP / training window | CPU s / run |",
+             "|---|" + "---|" * len(LRS) + "---|---|---|"]
+    for _, rs in _groups([r for r in runs if int(r.get("seed", 0)) == 0]).items():
+        by_lr = {float(r["lr"]): r for r in rs}
+        best = max((r["dice_mean"] or 0.0) for r in rs)
+        cells = []
+        for lr in LRS:
+            r = by_lr.get(lr)
+            if r is None:
+                cells.append("–")
+            else:
+                mark = "**" if (r["dice_mean"] or 0.0) == best else ""
+                cells.append(f"{mark}{_fmt(r['dice_mean'])}{mark}")
+        r0 = rs[0]
+        cpu = statistics.median(r["cpu_s"] for r in rs)
+        lines.append(f"| {_name(r0)} | " + " | ".join(cells)
+                     + f" | {r0['params_m']:.2f} | {r0['gflops_per_train_window']:.2f} | {cpu:.0f} |")
+    return lines
+
+
+def seed_table(runs: list[dict], labels: list[str]) -> tuple[list[str], list[dict]]:
+    """Each arm/variant at its best seed-0 learning rate, over every seed run there: mean ± sd."""
+    lines = ["| arm | lr | seeds | mean Dice | " + " | ".join(labels) + " | GFLOP / training window |",
+             "|---|---|---|---|" + "---|" * len(labels) + "---|"]
+    summary = []
+    for (arm, variant), rs in _groups(runs).items():
+        seed0 = [r for r in rs if int(r.get("seed", 0)) == 0]
+        if not seed0:
+            continue
+        lr = max(seed0, key=lambda r: r["dice_mean"] or 0.0)["lr"]
+        at = sorted((r for r in rs if r["lr"] == lr), key=lambda r: int(r.get("seed", 0)))
+        if len(at) < 2:
+            continue
+
+        def ms(vals: list[float]) -> str:
+            return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
+
+        per = [ms([r["dice"][k] for r in at]) for k in labels]
+        means = [r["dice_mean"] for r in at]
+        lines.append(f"| {_name(at[0])} | {lr:g} | {', '.join(str(r.get('seed', 0)) for r in at)} | **{ms(means)}** | "
+                     + " | ".join(per) + f" | {at[0]['gflops_per_train_window']:.2f} |")
+        summary.append({"arm": arm, "variant": variant, "lr": lr, "seeds": [int(r.get("seed", 0)) for r in at],
+                        "dice_mean": statistics.mean(means), "dice_sd": statistics.stdev(means),
+                        "per_seed": means})
+    return lines, summary
+
+
+def simple_table(runs: list[dict], labels: list[str] | None = None) -> list[str]:
+    """One row per arm/variant/lr/steps; several seeds: mean ± sd (CPU s: the median run)."""
+    lines = ["| arm | lr | steps | seeds | mean Dice | " + " | ".join(labels or []) + (" | " if labels else "")
+             + "params (M) | GFLOP / training window | CPU s / run |",
+             "|---|---|---|---|---|" + "---|" * len(labels or []) + "---|---|---|"]
+    rows: dict[tuple, list[dict]] = {}
+    for r in runs:
+        rows.setdefault((r["arm"], r["variant"], r["lr"], r["steps"]), []).append(r)
+
+    def ms(vals: list[float]) -> str:
+        return _fmt(vals[0]) if len(vals) == 1 else f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
+
+    for key in sorted(rows, key=lambda k: (k[3], _order((k[0], k[1])), k[2])):
+        rs = sorted(rows[key], key=lambda r: int(r.get("seed", 0)))
+        r0 = rs[0]
+        per = " | ".join(ms([r["dice"].get(k, float("nan")) for r in rs]) for k in labels or [])
+        lines.append(f"| {_name(r0)} | {r0['lr']:g} | {r0['steps']} | {', '.join(str(r.get('seed', 0)) for r in rs)} | "
+                     f"{ms([r['dice_mean'] for r in rs])} | " + (per + " | " if labels else "")
+                     + f"{r0['params_m']:.2f} | {r0['gflops_per_train_window']:.2f} | "
+                     f"{statistics.median(r['cpu_s'] for r in rs):.0f} |")
     return lines
 
 
 def main() -> int:
-    hippo = _runs("decoder-hippocampus-lr*.json")
-    long = _runs("decoder-hippocampus-1000steps.json")
-    brain = _runs("decoder-brain-*.json")
-    merged = {"hippocampus_300_steps": hippo, "hippocampus_1000_steps": long, "brain_150_steps": brain}
+    every = _runs("decoder-hippocampus-*.json", "decoder2-hippocampus-*.json")
+    hippo = [r for r in every if r["steps"] == 300]
+    long = [r for r in every if r["steps"] > 300]
+    brain = _runs("decoder-brain-*.json", "decoder2-brain-*.json")
+    seeds_lines, seeds = seed_table(hippo, ["anterior", "posterior"])
+    merged = {"hippocampus_300_steps": hippo, "hippocampus_300_steps_seeds": seeds,
+              "hippocampus_1000_steps": long, "brain": brain}
     (RESULTS / "decoder-comparison.json").write_text(json.dumps(merged, indent=1) + "\n")
-    lines = ["Generated by `python experiments/collect_decoder_results.py` from `experiments/results/decoder-*.json` "
-             "(bold: each arm's best learning rate). Wall seconds ran on the shared 2-core machine, several runs at once, "
-             "and include the minutes some runs were paused (SIGSTOP) while the speed benchmarks ran (the brain light/U-Net "
-             "arms, the 1000-step U-Net arm); CPU seconds are the comparable cost.", ""]
+    lines = ["Generated by `python experiments/collect_decoder_results.py` from `experiments/results/decoder*-*.json`. "
+             "CPU seconds are the comparable cost (1 thread per run); the first round's wall seconds ran under load.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "
-                  f"{tuple(r0['spacing_mm'])} mm, {r0['steps']} steps of batch 2, seed {r0['seed']}, from scratch:", ""]
-        lines += table(hippo, ["anterior", "posterior"]) + [""]
+                  f"{tuple(r0['spacing_mm'])} mm, {r0['steps']} steps of batch 2, from scratch. Learning-rate search, seed 0 "
+                  "(bold: the row's best):", ""]
+        lines += lr_grid(hippo) + [""]
+        lines += ["Each arm at its best seed-0 learning rate, three training seeds (mean ± sd over seeds):", ""]
+        lines += seeds_lines + [""]
     if long:
-        lines += ["The two SPAD-ViT decoders at their best learning rate for 1000 steps (same everything else):", ""]
-        lines += table(long, ["anterior", "posterior"]) + [""]
-    if brain:
-        r0 = brain[0]
-        lines += [f"**IXI T1 + DLMUSE brain parcellation** (subset: {r0['n_train']} training / {r0['n_val']} validation subjects, "
-                  f"148 labels), ROI {tuple(r0['roi'])} at {tuple(r0['spacing_mm'])} mm, {r0['steps']} steps of batch 1, "
-                  "each arm at its best hippocampus learning rate; mean Dice over the labels present in each case:", ""]
-        lines += table(brain) + [""]
+        lines += ["Longer budgets (same everything else; 2700 steps of the light decoder cost about the CPU time of 300 "
+                  "DynUNet steps):", ""]
+        lines += simple_table(long, ["anterior", "posterior"]) + [""]
+    for steps in sorted({r["steps"] for r in brain}):
+        rs = [r for r in brain if r["steps"] == steps]
+        r0 = rs[0]
+        lines += [f"**IXI T1 + DLMUSE brain parcellation** (subset: {r0['n_train']} training / {r0['n_val']} validation "
+                  f"subjects, 148 labels), ROI {tuple(r0['roi'])} at {tuple(r0['spacing_mm'])} mm, {steps} steps of batch 1, "
+                  "seed 0; mean Dice over the labels present in each case:", ""]
+        lines += simple_table(rs) + [""]
     body = "\n".join(lines).rstrip()
     doc = ROOT / "docs" / "results.md"
     text = doc.read_text()

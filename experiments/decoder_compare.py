@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import resource
@@ -99,6 +100,7 @@ def build_arm(arm: str, cfg: dict[str, Any], labels: dict[str, str], in_channels
             sub["adapter_channels"], sub["stem_channels"] = cfg.get("unet_adapter_channels"), cfg.get("unet_stem_channels")
         else:
             sub["adapter_channels"], sub["stem_channels"] = cfg.get("light_adapter_channels"), cfg.get("light_stem_channels")
+            sub["conv_levels"] = int(cfg.get("light_conv_levels") or 0)
         return build_segmenter(sub, labels, in_channels)
     if arm == "dynunet":
         net, stride = nnunet_dynunet(in_channels, n, roi, spacing)
@@ -116,7 +118,7 @@ def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, A
     from pumit.training.segmentation import SegmentationModule
 
     cfg = dict(cfg, lr=lr)
-    run_dir = work / f"{arm}-lr{lr:g}"
+    run_dir = work / f"{arm}-lr{lr:g}-s{int(cfg.get('seed', 0))}"
     pl.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
     dm = SegmentationDataModule(cfg, work / "data")
     dm.prepare()
@@ -138,6 +140,7 @@ def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, A
         "n_val": len(dm.val_set) if dm.val_set is not None else 0,
         "dice_mean": m.get("val/dice"), "dice": {k.split("/", 2)[2]: v for k, v in m.items() if k.startswith("val/dice/")},
         "val_loss": m.get("val/loss"), "final_train_loss": m.get("train/loss"),
+        "conv_levels": getattr(getattr(model, "config", None), "conv_levels", None),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3), "gflops_per_train_window": round(gflops, 3),
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "threads": torch.get_num_threads(),
         "loadavg_end": list(os.getloadavg()), "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
@@ -153,12 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arms", nargs="+", default=list(ARMS))
     ap.add_argument("--lrs", nargs="+", type=float, default=None, help="learning rates (default: the config's lrs)")
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the config's seed)")
+    ap.add_argument("--config-override", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override config keys (YAML values), e.g. light_conv_levels=2")
+    ap.add_argument("--variant", default="", help="a name for this configuration of the arms (kept with each run)")
     args = ap.parse_args(argv)
     import yaml
 
     from pumit.training.options import resolve_config
 
     raw = yaml.safe_load(Path(args.config).read_text())
+    for item in args.config_override:
+        key, _, value = item.partition("=")
+        raw[key] = yaml.safe_load(value)
     extra = {k: raw.pop(k) for k in list(raw) if k.startswith(("unet_", "light_")) or k in ("lrs", "dataset")}
     cfg = resolve_config("segment", None, {**raw, "data": args.data, "progress": "none"})
     cfg.update(extra)
@@ -169,18 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(out.read_text()) if out.is_file() else {"config": {}, "runs": []}
     results["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if k != "data"}
     results["config"]["data"] = str(args.data)
-    done = {(r["arm"], r["lr"]) for r in results["runs"]}
+    done = {(r["arm"], r["lr"], r.get("seed", 0), r.get("variant", "")) for r in results["runs"]}
     work = Path(args.work)
-    for lr in args.lrs or extra.get("lrs", [cfg["lr"]]):
-        for arm in args.arms:
-            if (arm, float(lr)) in done:
-                continue
-            r = run_one(arm, float(lr), cfg, work)
-            print(json.dumps(r), flush=True)
-            results["runs"].append(r)
-            tmp = out.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(results, indent=2) + "\n")
-            tmp.replace(out)
+    lrs = args.lrs or extra.get("lrs", [cfg["lr"]])
+    for seed, lr, arm in itertools.product(args.seeds or [int(cfg.get("seed", 0))], lrs, args.arms):
+        if (arm, float(lr), seed, args.variant) in done:
+            continue
+        r = run_one(arm, float(lr), dict(cfg, seed=seed), work)
+        r["variant"] = args.variant
+        print(json.dumps(r), flush=True)
+        results["runs"].append(r)
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(out)
     return 0
 
 

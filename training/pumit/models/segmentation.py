@@ -16,7 +16,9 @@ Two decoders (``SegmenterConfig.decoder``; a config without the field is ``"unet
   the ViT-derived levels (``p−2 … p``) concatenate their skip and run **one** conv block; the stem
   levels (``0 … p−3``, full and half resolution) are narrow (default 8/16 channels), run one conv
   block each, and are merged in the decoder by **addition** + one conv block (a light learned
-  upsampling). Per 64×128×128 window of a ViT-B it costs a small fraction of the U-Net decoder's
+  upsampling). ``conv_levels = k`` (light only) continues the stem as a small CNN encoder into the first ``k``
+  ViT-derived levels (``p−2 …``, at the adapter's channels) and **adds** it to the adapter output there, so
+  local detail does not have to come from the tokens alone. Per 64×128×128 window of a ViT-B it costs a small fraction of the U-Net decoder's
   FLOPs (``docs/benchmarks.md``); the ViT (and so any pre-trained ViT checkpoint) is identical.
 
 Input ``(B, C, D, H, W)`` with spacing; output logits ``(B, num_classes, D, H, W)``. The input size must
@@ -56,11 +58,14 @@ DEFAULT_CHANNELS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "light": ((32, 64, 128, 256), (8, 16)),
 }
 
+#: Default ``conv_levels`` per decoder for new configs (a saved config without the field has 0: the design before it).
+DEFAULT_CONV_LEVELS: dict[str, int] = {"unet": 0, "light": 2}
+
 
 @dataclass
 class SegmenterConfig:
-    """Segmenter architecture. ``adapter_channels`` / ``stem_channels`` ``None`` = the decoder's defaults
-    (:data:`DEFAULT_CHANNELS`)."""
+    """Segmenter architecture. ``adapter_channels`` / ``stem_channels`` / ``conv_levels`` ``None`` = the decoder's
+    defaults (:data:`DEFAULT_CHANNELS`, :data:`DEFAULT_CONV_LEVELS`)."""
 
     vit: ViTConfig = field(default_factory=ViTConfig)
     num_classes: int = 2
@@ -68,6 +73,7 @@ class SegmenterConfig:
     adapter_channels: tuple[int, int, int, int] | None = None
     stem_channels: tuple[int, ...] | None = None
     decoder: str = "unet"
+    conv_levels: int | None = None
 
     def __post_init__(self) -> None:
         self.decoder = str(self.decoder or "unet").lower()
@@ -86,6 +92,11 @@ class SegmenterConfig:
         if len(self.stem_channels) < p - 2:
             raise InputError(f"patch_size {self.vit.patch_size} needs {p - 2} stem channel values, got {self.stem_channels}")
         self.stem_channels = tuple(self.stem_channels[: p - 2])
+        self.conv_levels = DEFAULT_CONV_LEVELS[self.decoder] if self.conv_levels is None else int(self.conv_levels)
+        if not 0 <= self.conv_levels <= 3:
+            raise InputError(f"conv_levels must be 0 … 3 (the ViT-derived levels below the tokens), got {self.conv_levels}")
+        if self.conv_levels and self.decoder != "light":
+            raise InputError("conv_levels needs the light decoder")
         self.adapter_channels = tuple(self.adapter_channels)  # type: ignore[assignment]
         if self.feature_layers is None:
             self.feature_layers = default_feature_layers(self.vit.depth)
@@ -101,6 +112,7 @@ class SegmenterConfig:
             "adapter_channels": list(self.adapter_channels),
             "stem_channels": list(self.stem_channels or ()),
             "decoder": self.decoder,
+            "conv_levels": self.conv_levels,
         }
 
     @classmethod
@@ -111,6 +123,7 @@ class SegmenterConfig:
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         d.setdefault("decoder", "unet")  # configs saved before the light decoder existed
+        d.setdefault("conv_levels", 0)  # configs saved before conv_levels existed
         if d["decoder"] == "unet":  # old configs always carry their channels; keep the old defaults otherwise
             d.setdefault("adapter_channels", DEFAULT_CHANNELS["unet"][0])
             d.setdefault("stem_channels", DEFAULT_CHANNELS["unet"][1])
@@ -223,7 +236,8 @@ class SpadViTSegmenter(nn.Module):
         self.num_levels = p + 2
         chans = list(cfg.stem_channels) + list(cfg.adapter_channels)  # channels per level 0 … p+1
         self.level_channels = chans
-        self.stem = _build_stem(cfg.decoder, cfg.vit.in_channels, tuple(cfg.stem_channels or ()))
+        self.stem = _build_stem(cfg.decoder, cfg.vit.in_channels,
+                                tuple(cfg.stem_channels or ()) + tuple(cfg.adapter_channels[: cfg.conv_levels]))
         adapter = _LightAdapter if cfg.decoder == "light" else _Adapter
         self.adapters = nn.ModuleList(adapter(cfg.vit.embed_dim, c, ups) for c, ups in zip(cfg.adapter_channels, (2, 1, 0, -1)))
         n_stem = len(cfg.stem_channels or ())
@@ -274,7 +288,10 @@ class SpadViTSegmenter(nn.Module):
             t = tap[:, 1:].transpose(1, 2).reshape(tap.shape[0], -1, *grid)
             targets = [sp[lvl + 1][0], sp[lvl][0]] if i == 0 else [sp[lvl][0]]
             f, _ = adapter(t, sp[p], targets)
-            feats.append(f)
+            if lvl < len(feats):  # a conv-encoder level (conv_levels): add the CNN path
+                feats[lvl] = feats[lvl] + f
+            else:
+                feats.append(f)
         y, cur = feats[-1], sp[-1]
         for lvl in range(self.num_levels - 2, -1, -1):
             y, cur = self.decoder[lvl](y, cur, feats[lvl], sp[lvl])

@@ -15,7 +15,10 @@ Optional Universal-Model objectives (switchable, off by default), on the mean-po
 * ``scale_classifier``: a :class:`~pumit.models.ScaleClassifier` predicts the DA bucket ``0..5``
   (× ``scale_weight``), making features scale-aware.
 
-The ViT's patch size must equal the tokenizer's total stride so the two grids coincide.
+The ViT's patch size is the tokenizer's total stride ``S`` (the published setting: the grids coincide) or ``S``
+times a power of 2: then each patch's target is the **mean of the token distributions it covers** (an
+average-pooled distribution, still a distribution over the same codebook; :func:`pool_token_distributions`), so a
+fine tokenizer (stride 4) can teach a coarser ViT (patch 8).
 """
 
 from __future__ import annotations
@@ -48,6 +51,22 @@ def vit_config_from(cfg: dict[str, Any], **fixed: Any) -> ViTConfig:
     return ViTConfig.preset(cfg.get("preset", "base"), **over)
 
 
+def pool_token_distributions(probs: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Token distributions ``(B, d, h, w, K)`` → ``(B, gd, gh, gw, K)`` on the ViT's ``grid``: each ViT patch gets
+    the mean of the distributions of the tokens it covers (``d / gd`` etc. must be whole numbers)."""
+    d, h, w = probs.shape[1:4]
+    if (d, h, w) == tuple(grid):
+        return probs
+    kernel = []
+    for n, g in zip((d, h, w), grid):
+        if g < 1 or n % g:
+            raise InputError(f"tokenizer grid {(d, h, w)} cannot be pooled onto the ViT grid {tuple(grid)}: the ViT patch "
+                             "must cover a whole number of tokens along every axis")
+        kernel.append(n // g)
+    pooled = F.avg_pool3d(probs.permute(0, 4, 1, 2, 3).float(), kernel_size=kernel, stride=kernel)
+    return pooled.permute(0, 2, 3, 4, 1).to(probs.dtype)
+
+
 def build_mim(cfg: dict[str, Any], tokenizer: UniversalTokenizer) -> SpadViTMIM:
     """A new or continued :class:`SpadViTMIM` whose grid and codebook match ``tokenizer``."""
     k, stride = tokenizer.codebook_size, tokenizer.total_stride
@@ -63,10 +82,12 @@ def build_mim(cfg: dict[str, Any], tokenizer: UniversalTokenizer) -> SpadViTMIM:
     else:
         model = SpadViTMIM(vit_config_from(cfg, codebook_size=k, in_channels=tokenizer.config.in_channels,
                                            **({} if cfg.get("patch_size") else {"patch_size": stride})))
-    if model.config.patch_size != stride:
+    ratio = model.config.patch_size / stride
+    if ratio < 1 or ratio != int(ratio) or int(ratio) & (int(ratio) - 1):
         raise InputError(
-            f"ViT patch size {model.config.patch_size} must equal the tokenizer's total stride {stride} so that "
-            "the token grids coincide; set --patch-size or use a matching tokenizer"
+            f"ViT patch size {model.config.patch_size} must be the tokenizer's total stride {stride} times a power of 2 "
+            f"({stride}, {2 * stride}, {4 * stride}, ...) so that every patch covers whole tokens; set --patch-size or "
+            "use a matching tokenizer"
         )
     if model.config.in_channels != tokenizer.config.in_channels:
         raise InputError(f"ViT in_channels {model.config.in_channels} != tokenizer in_channels "
@@ -127,7 +148,8 @@ class MIMModule(pl.LightningModule):
         s = batch_spacing(batch["spacing"])
         with torch.no_grad():
             probs, _, _ = self.tokenizer.encode(x, s)  # (B, d, h, w, K)
-        target = probs.flatten(1, 3)  # (B, N, K)
+            grid, _ = self.mim.vit.token_grid(tuple(x.shape[2:]), s)
+            target = pool_token_distributions(probs, grid).flatten(1, 3)  # (B, N, K) on the ViT grid
         b, n = target.shape[:2]
         if generator is None:
             mask = random_mask(b, n, self.mask_ratio, device=x.device)
@@ -135,7 +157,7 @@ class MIMModule(pl.LightningModule):
             mask = random_mask(b, n, self.mask_ratio, generator=generator).to(x.device)
         h, grid, _ = self.mim.vit.forward_features(x, s, mask)  # (B, 1 + N, C)
         if h.shape[1] - 1 != n:
-            raise InputError(f"tokenizer grid {tuple(probs.shape[1:4])} does not match the ViT grid {grid}")
+            raise InputError(f"tokenizer grid {tuple(probs.shape[1:4])} does not match the ViT grid {grid}")  # a bug
         tokens = h[:, 1:]
         out = {"mim": soft_cross_entropy(self.mim.mim_head(tokens), target, mask)}
         total = out["mim"]

@@ -313,6 +313,9 @@ _SEGMENT = [
          "32,64,128,256, unet 128,256,512,512)", None, metavar="C1,C2,C3,C4", group="model"),
     _opt("stem_channels", NoneOrIntList, "channels of the full-resolution conv stem levels (none: the decoder's default, "
          "light 8,16, unet 32,64)", None, metavar="C1,C2", group="model"),
+    _opt("conv_levels", NoneOrInt, "light decoder: continue the conv stem into this many ViT-derived levels and add "
+         "it there (0 = tokens only; none: the decoder's default, light 2, unet 0); see docs/benchmarks.md", None,
+         metavar="K", group="model"),
 ]
 
 JOB_OPTIONS: dict[str, list[Option]] = {

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pumit.errors import InputError
 from pumit.models import SegmenterConfig, SpadViTSegmenter, ViTConfig, load_pretrained, save_pretrained
-from pumit.models.segmentation import DEFAULT_CHANNELS
+from pumit.models.segmentation import DEFAULT_CHANNELS, DEFAULT_CONV_LEVELS
 from pumit.spacing import PLANAR_THICKNESS
 
 SHIPPED = Path(__file__).resolve().parents[2] / "pumit" / "assets" / "models" / "pumit-ref-hippocampus-seg-v0.1.0"
@@ -43,14 +43,15 @@ def test_shipped_model_without_decoder_field_loads_as_unet():
     assert out.shape == (1, 3, 32, 48, 32)
     # an old config dict without channels gets the old defaults, not the light ones
     old = SegmenterConfig.from_dict({"vit": model.config.vit.to_dict(), "num_classes": 2})
-    assert old.decoder == "unet" and old.adapter_channels == DEFAULT_CHANNELS["unet"][0]
+    assert old.decoder == "unet" and old.adapter_channels == DEFAULT_CHANNELS["unet"][0] and old.conv_levels == 0
 
 
 @pytest.mark.parametrize("spacing,shape", [((1.0, 1.0, 1.0), (16, 32, 32)), ((4.0, 0.8, 0.8), (4, 32, 48)),
                                            ((PLANAR_THICKNESS, 1.0, 1.0), (1, 32, 32))])
-def test_light_decoder_output_on_the_input_grid(spacing, shape):
+@pytest.mark.parametrize("conv_levels", [0, 2, 3])
+def test_light_decoder_output_on_the_input_grid(spacing, shape, conv_levels):
     for patch in (8, 16):
-        model = tiny("light", patch_size=patch).eval()
+        model = tiny("light", patch_size=patch, conv_levels=conv_levels).eval()
         div = model.required_divisor(spacing)
         shp = tuple(max(n, d) // d * d for n, d in zip(shape, div))
         if spacing[0] >= PLANAR_THICKNESS:  # a 2D image: one slice
@@ -63,9 +64,19 @@ def test_light_decoder_output_on_the_input_grid(spacing, shape):
 def test_light_config_defaults_round_trip_and_errors(tmp_path):
     cfg = SegmenterConfig(vit=ViTConfig(embed_dim=32, depth=4, num_heads=2, patch_size=16), decoder="light")
     assert cfg.adapter_channels == DEFAULT_CHANNELS["light"][0] and cfg.stem_channels == DEFAULT_CHANNELS["light"][1]
+    assert cfg.conv_levels == DEFAULT_CONV_LEVELS["light"] == 2
     assert SegmenterConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InputError, match="unknown segmentation decoder"):
         SegmenterConfig(decoder="fancy")
+    with pytest.raises(InputError, match="conv_levels needs the light decoder"):
+        SegmenterConfig(decoder="unet", conv_levels=1)
+    with pytest.raises(InputError, match="conv_levels must be 0"):
+        SegmenterConfig(decoder="light", conv_levels=4)
+    # a light config saved before conv_levels existed has none
+    old = {k: v for k, v in cfg.to_dict().items() if k != "conv_levels"}
+    assert SegmenterConfig.from_dict(old).conv_levels == 0
+    hybrid = SegmenterConfig(vit=cfg.vit, decoder="light", conv_levels=2)
+    assert SegmenterConfig.from_dict(hybrid.to_dict()) == hybrid
     model = tiny("light")
     folder = save_pretrained(model, tmp_path / "light", meta={"name": "x"})
     back = load_pretrained(folder)
@@ -75,12 +86,31 @@ def test_light_config_defaults_round_trip_and_errors(tmp_path):
         torch.testing.assert_close(back.eval()(x, (1.0, 1.0, 1.0)), model.eval()(x, (1.0, 1.0, 1.0)))
 
 
-def test_vit_is_identical_so_a_vit_checkpoint_loads_into_either_decoder():
-    light, unet = tiny("light"), tiny("unet")
+@pytest.mark.parametrize("conv_levels", [0, 2])
+def test_vit_is_identical_so_a_vit_checkpoint_loads_into_either_decoder(conv_levels):
+    light, unet = tiny("light", conv_levels=conv_levels), tiny("unet")
     assert light.vit.state_dict().keys() == unet.vit.state_dict().keys()
     light.vit.load_state_dict(unet.vit.state_dict())  # strict
     for k, v in unet.vit.state_dict().items():
         assert torch.equal(light.vit.state_dict()[k], v)
+
+
+def test_conv_levels_add_a_cnn_path_into_the_vit_levels():
+    """``conv_levels = 2`` (patch 8): the stem continues to levels 1 and 2 at the adapter widths; the old light model's
+    parameters are a subset (only new stem levels are added), and the output depends on the new path."""
+    plain, hybrid = tiny("light", conv_levels=0), tiny("light")
+    assert hybrid.config.conv_levels == 2  # the light decoder's default for new models
+    extra = set(hybrid.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith(("stem.1.", "stem.2.")) for k in extra), extra
+    assert set(plain.state_dict()) <= set(hybrid.state_dict())
+    x = torch.randn(1, 1, 16, 32, 32)
+    hybrid.eval()
+    with torch.no_grad():
+        before = hybrid(x, (1.0, 1.0, 1.0))
+        for prm in hybrid.stem[2].parameters():
+            prm.add_(0.5)
+        after = hybrid(x, (1.0, 1.0, 1.0))
+    assert not torch.allclose(before, after)
 
 
 def test_light_decoder_costs_a_fraction_of_the_unet_decoder():
@@ -95,12 +125,13 @@ def test_light_decoder_costs_a_fraction_of_the_unet_decoder():
     assert flops["light"] < flops["unet"] / 4, flops
 
 
-def test_light_decoder_trains():
+@pytest.mark.parametrize("conv_levels", [0, 2])
+def test_light_decoder_trains(conv_levels):
     """Real optimisation steps on a fixed batch: the Dice-CE loss falls."""
     from monai.losses import DiceCELoss
 
     torch.manual_seed(0)
-    model = tiny("light")
+    model = tiny("light", conv_levels=conv_levels)
     x = torch.randn(2, 1, 16, 32, 32)
     y = (x > 0.5).long() + (x > 1.5).long()
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)

@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from pumit.models import load_pretrained
 from pumit.store import ModelStore
@@ -101,3 +102,32 @@ def test_classification_job_adrenal(adrenal_npz: Path, tmp_path: Path, pumit_hom
     assert meta["training"]["best_metric"]["name"] == "val/auc"
     x = torch.zeros(1, 1, 28, 28, 28)
     assert model(torch.nn.functional.interpolate(x, size=(32, 32, 32)), (2.0, 2.0, 2.0)).shape == (1, 2)
+
+
+def test_mim_pools_a_finer_tokenizer_onto_the_vit_patches() -> None:
+    """A stride-4 tokenizer teaches a patch-8 ViT: each patch's target is the mean of the 2x2x2 (isotropic) or 1x2x2
+    (thick slices: the depth stride follows the spacing) token distributions it covers; other patch sizes are refused."""
+    from pumit.errors import InputError
+    from pumit.models import TokenizerConfig, UniversalTokenizer
+    from pumit.training.mim import MIMModule, pool_token_distributions
+
+    probs = torch.softmax(torch.randn(2, 4, 8, 8, 16), dim=-1)
+    pooled = pool_token_distributions(probs, (2, 4, 4))
+    assert pooled.shape == (2, 2, 4, 4, 16)
+    torch.testing.assert_close(pooled[0, 1, 2, 3], probs[0, 2:4, 4:6, 6:8].reshape(-1, 16).mean(0))
+    torch.testing.assert_close(pooled.sum(-1), torch.ones(2, 2, 4, 4))
+    with pytest.raises(InputError, match="cannot be pooled"):
+        pool_token_distributions(probs, (3, 4, 4))
+
+    torch.manual_seed(0)
+    tok = UniversalTokenizer(TokenizerConfig(channels=(8, 16), codebook_size=32, first_stride=2))
+    assert tok.total_stride == 4
+    module = MIMModule(tiny_cfg("mim", tokenizer="unused", **TINY_VIT), tokenizer=tok)
+    for shape, spacing in (((16, 32, 32), (1.0, 1.0, 1.0)), ((4, 32, 32), (5.0, 0.8, 0.8))):
+        batch = {"image": torch.randn(2, 1, *shape), "spacing": torch.tensor([spacing] * 2, dtype=torch.float64),
+                 "modality": torch.tensor([2, 2]), "da": torch.tensor([0, 0])}
+        out = module._losses(batch, torch.Generator().manual_seed(0))
+        assert torch.isfinite(out["loss"]) and out["mim"] > 0
+    for bad, msg in ((2, "times a power of 2"), (12, "power of 2")):
+        with pytest.raises(InputError, match=msg):
+            MIMModule(tiny_cfg("mim", tokenizer="unused", **{**TINY_VIT, "patch_size": bad}), tokenizer=tok)

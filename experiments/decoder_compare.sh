@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The decoder comparison of docs/results.md ("Segmentation decoders"), round 2 (2026-12-02): every command that
+# produced experiments/results/decoder2-*.json, one run per core (OMP_NUM_THREADS=1). Round 1 (decoder-*.json,
+# lr 0.0003-0.003 only) is reproduced exactly by the same seed here. Runs are appended to their --out file and a
+# run already there is skipped, so the script can be stopped and restarted. Then:
+#   python experiments/collect_decoder_results.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SHARED=${SHARED:-../shared/data}
+export OMP_NUM_THREADS=1
+R=experiments/results
+if [ ! -f runs/data/hippo13/manifest.jsonl ]; then
+  .venv/bin/pumit data index "$SHARED/msd_task04_hippocampus" -o runs/data/index_hippo.jsonl --split-seed 0 --val-fraction 0.2 --check -q
+  .venv/bin/pumit data preprocess runs/data/index_hippo.jsonl -o runs/data/hippo13 --no-crop -q
+fi
+[ -d runs/data/brain26 ] || $PY experiments/data/make_brain_subset.py "$SHARED/ixi_t1_dlmuse" runs/data/brain26 --n 26
+DH="$PY experiments/decoder_compare.py --config experiments/configs/decoder_hippocampus.yaml --data runs/data/hippo13/manifest.jsonl"
+DB="$PY experiments/decoder_compare.py --config experiments/configs/decoder_brain.yaml --data runs/data/brain26 --max-steps 600"
+C2="--variant conv2 --config-override light_conv_levels=2"
+# 1. hippocampus, 300 steps, seed 0: the learning-rate grid extended to 0.01 and 0.03 (round 1's best was its largest)
+$DH --out $R/decoder2-hippocampus-light.json --work runs/dc/work-light --arms light --lrs 0.001 0.003 0.01 0.03
+$DH --out $R/decoder2-hippocampus-light-conv2.json --work runs/dc/work-lightc2 --arms light --lrs 0.003 0.01 0.03 $C2
+$DH --out $R/decoder2-hippocampus-light-conv3.json --work runs/dc/work-lightc3 --arms light --lrs 0.003 0.01 \
+    --variant conv3 --config-override light_conv_levels=3
+$DH --out $R/decoder2-hippocampus-light-conv2-wide.json --work runs/dc/work-lightc2w --arms light --lrs 0.003 0.01 \
+    --variant conv2-wide --config-override light_conv_levels=2 "light_adapter_channels=[32,64,96,128]" "light_stem_channels=[16]"
+$DH --out $R/decoder2-hippocampus-light-conv2-xwide.json --work runs/dc/work-lightc2x --arms light --lrs 0.01 \
+    --variant conv2-xwide --config-override light_conv_levels=2 "light_adapter_channels=[64,128,128,128]" "light_stem_channels=[32]"
+$DH --out $R/decoder2-hippocampus-unet.json --work runs/dc/work-unet --arms unet --lrs 0.01 0.03
+$DH --out $R/decoder2-hippocampus-unetr.json --work runs/dc/work-unetr --arms unetr --lrs 0.01 0.03
+$DH --out $R/decoder2-hippocampus-dynunet.json --work runs/dc/work-dynunet --arms dynunet --lrs 0.001 0.003 0.01 0.03
+# 2. seeds 1 and 2 at each arm's best seed-0 learning rate
+$DH --out $R/decoder2-hippocampus-light-conv2.json --work runs/dc/work-lightc2 --arms light --lrs 0.01 --seeds 1 2 $C2
+$DH --out $R/decoder2-hippocampus-light-conv2-wide.json --work runs/dc/work-lightc2w --arms light --lrs 0.01 --seeds 1 2 \
+    --variant conv2-wide --config-override light_conv_levels=2 "light_adapter_channels=[32,64,96,128]" "light_stem_channels=[16]"
+$DH --out $R/decoder2-hippocampus-unetr.json --work runs/dc/work-unetr --arms unetr --lrs 0.01 --seeds 1 2
+$DH --out $R/decoder2-hippocampus-dynunet.json --work runs/dc/work-dynunet --arms dynunet --lrs 0.003 --seeds 1 2
+# 3. longer budgets: 1000 steps; and the light decoder for the CPU time of one 300-step DynUNet run (2700 steps)
+$DH --out $R/decoder2-hippocampus-1000-light-conv2.json --work runs/dc/work-h1000-lightc2 --arms light --lrs 0.01 \
+    --seeds 0 1 2 --max-steps 1000 $C2
+$DH --out $R/decoder2-hippocampus-1000-unetr.json --work runs/dc/work-h1000-unetr --arms unetr --lrs 0.01 --max-steps 1000
+$DH --out $R/decoder2-hippocampus-1000-dynunet.json --work runs/dc/work-h1000-dynunet --arms dynunet --lrs 0.003 --max-steps 1000
+$DH --out $R/decoder2-hippocampus-2700-light-conv2.json --work runs/dc/work-h2700-lightc2 --arms light --lrs 0.01 \
+    --max-steps 2700 $C2
+# 4. brain parcellation subset (148 labels), 600 steps, each arm at its best hippocampus learning rate
+$DB --out $R/decoder2-brain-light-conv2.json --work runs/dc/work-brain-lightc2 --arms light --lrs 0.01 $C2
+$DB --out $R/decoder2-brain-unet.json --work runs/dc/work-brain-unet --arms unet --lrs 0.01
+$DB --out $R/decoder2-brain-unetr.json --work runs/dc/work-brain-unetr --arms unetr --lrs 0.01
+$DB --out $R/decoder2-brain-dynunet.json --work runs/dc/work-brain-dynunet --arms dynunet --lrs 0.003
