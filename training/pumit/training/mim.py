@@ -2,7 +2,8 @@
 
 Per batch ``{"image": (B, C, D, H, W), "spacing": (B, 3), "modality": (B,), "da": (B,)}``:
 
-* targets: the frozen tokenizer's token distributions ``p (B, d, h, w, K)`` (no gradient);
+* targets: the frozen tokenizer's token distributions ``p (B, d, h, w, K)`` (no gradient), optionally sharpened
+  (``target_temperature`` ``T``: ``softmax(log p / T)``; 1 = the published soft tokens);
 * a random ``mask (B, N)`` with ``round(mask_ratio · N)`` positions per sample (55 % by default), replaced
   by the learnable mask token at the input (BEiT style);
 * loss: soft-target cross-entropy of the MIM head's ``(B, N, K)`` logits on masked positions.
@@ -67,6 +68,15 @@ def pool_token_distributions(probs: torch.Tensor, grid: tuple[int, int, int]) ->
     return pooled.permute(0, 2, 3, 4, 1).to(probs.dtype)
 
 
+def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(log p / T)`` over the last axis (``T = 1``: ``p`` itself; ``T < 1``: sharper, same argmax)."""
+    if temperature == 1.0:
+        return probs
+    if temperature <= 0:
+        raise InputError(f"target_temperature must be > 0, got {temperature}")
+    return torch.softmax(probs.float().clamp_min(1e-12).log() / temperature, dim=-1).to(probs.dtype)
+
+
 def build_mim(cfg: dict[str, Any], tokenizer: UniversalTokenizer) -> SpadViTMIM:
     """A new or continued :class:`SpadViTMIM` whose grid and codebook match ``tokenizer``."""
     k, stride = tokenizer.codebook_size, tokenizer.total_stride
@@ -122,6 +132,10 @@ class MIMModule(pl.LightningModule):
         if cfg.get("scale_classifier"):
             self.scale_head = ScaleClassifier(dim, MAX_BUCKET_DA + 1)
         self.mask_ratio = float(cfg.get("mask_ratio", 0.55))
+        t = cfg.get("target_temperature")
+        self.target_temperature = 1.0 if t is None else float(t)
+        if self.target_temperature <= 0:
+            raise InputError(f"target_temperature must be > 0, got {self.target_temperature}")
 
     @property
     def model(self) -> SpadViTMIM:
@@ -149,6 +163,7 @@ class MIMModule(pl.LightningModule):
         with torch.no_grad():
             probs, _, _ = self.tokenizer.encode(x, s)  # (B, d, h, w, K)
             grid, _ = self.mim.vit.token_grid(tuple(x.shape[2:]), s)
+            probs = sharpen(probs, self.target_temperature)
             target = pool_token_distributions(probs, grid).flatten(1, 3)  # (B, N, K) on the ViT grid
         b, n = target.shape[:2]
         if generator is None:

@@ -265,6 +265,9 @@ _MIM = [
     _opt("base_model", NoneOrStr, "vit or mim model to continue from (id or folder); none: new weights",
          None, metavar="ID|PATH", group="model"),
     _opt("mask_ratio", float, "fraction of patch tokens masked per sample", 0.55, group="model"),
+    _opt("target_temperature", float, "sharpen the tokenizer's token distributions for the MIM target: "
+         "softmax(log p / T); 1 = the published soft tokens, < 1 sharper (for a tokenizer whose distributions are "
+         "nearly uniform)", 1.0, metavar="T", group="model"),
     _opt("modality_adversary", to_bool, "Universal-Model objective: a modality discriminator behind gradient "
          "reversal, making features modality-invariant", False, metavar="BOOL", group="model"),
     _opt("modality_weight", float, "weight of the modality-adversary loss", 0.1, group="model"),

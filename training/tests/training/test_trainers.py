@@ -12,7 +12,7 @@ import torch
 from pumit.models import load_pretrained
 from pumit.store import ModelStore
 from pumit.training.run import run_job
-from training_helpers import TINY_VIT, tiny_cfg
+from training_helpers import TINY_VIT, tiny_cfg, tiny_tokenizer
 
 
 def _metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -131,3 +131,21 @@ def test_mim_pools_a_finer_tokenizer_onto_the_vit_patches() -> None:
     for bad, msg in ((2, "times a power of 2"), (12, "power of 2")):
         with pytest.raises(InputError, match=msg):
             MIMModule(tiny_cfg("mim", tokenizer="unused", **{**TINY_VIT, "patch_size": bad}), tokenizer=tok)
+
+
+def test_mim_target_temperature_sharpens_without_moving_the_argmax() -> None:
+    from pumit.errors import InputError
+    from pumit.training.mim import MIMModule, sharpen
+
+    probs = torch.softmax(0.1 * torch.randn(3, 5, 64), dim=-1)  # nearly uniform, like a flat tokenizer's
+    sharp = sharpen(probs, 0.1)
+    assert torch.equal(sharp.argmax(-1), probs.argmax(-1))
+    torch.testing.assert_close(sharp.sum(-1), torch.ones(3, 5))
+
+    def entropy(p: torch.Tensor) -> torch.Tensor:
+        return -(p * p.log()).sum(-1).mean()
+
+    assert entropy(sharp) < entropy(probs) - 0.5
+    assert sharpen(probs, 1.0) is probs
+    with pytest.raises(InputError, match="target_temperature"):
+        MIMModule(tiny_cfg("mim", tokenizer="unused", target_temperature=0.0, **TINY_VIT), tokenizer=tiny_tokenizer())
