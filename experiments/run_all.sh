@@ -79,3 +79,21 @@ $PUMIT train tokenizer --config experiments/configs/tokenizer_v3.yaml --data run
 $PY experiments/eval_reconstruction.py --tokenizer runs/ref/tok3/model --output runs/ref/recon-eval-tok3 --montages 3
 $PY experiments/package_tokenizer_v3.py --run runs/ref/tok3 --eval runs/ref/recon-eval-tok3
 bash experiments/tokenizer_ablations.sh 800
+
+# decoder comparison round 2 (issue 13; docs/results.md "Segmentation decoders"): conv_levels, wider lr grid, seeds
+bash experiments/decoder_compare.sh
+$PY experiments/collect_decoder_results.py
+
+# the MIM / label-efficiency chain on tokenizer v0.3 (issue 10 item 6; docs/results.md): MIM with the published soft
+# targets (T = 1) and sharpened ones (T = 0.1), then hippocampus label efficiency (search, then seeds 1-2)
+$PUMIT train mim --config experiments/configs/mim_v3.yaml --data runs/data/tok3/train.jsonl \
+    --tokenizer pumit-ref-tokenizer-v0.3.0 --output runs/ref/mim3
+$PUMIT train mim --config experiments/configs/mim_v3.yaml --data runs/data/tok3/train.jsonl \
+    --tokenizer pumit-ref-tokenizer-v0.3.0 --target-temperature 0.1 --name pumit-ref-vit-mim3-t01 --output runs/ref/mim3-t01
+$PY experiments/collect_mim_v3.py
+$PY experiments/data/make_label_fractions.py runs/data/hippo13/manifest.jsonl
+for stage in search seeds; do
+  ARMS=light LE_STAGE=$stage bash experiments/label_efficiency.sh
+  ARMS=dynunet LE_STAGE=$stage bash experiments/label_efficiency.sh
+done
+$PY experiments/collect_label_efficiency.py
