@@ -43,6 +43,20 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
+def mean_sd(vals: list[float]) -> str:
+    """``mean ± sd`` (3 decimals); one value: just it."""
+    return _fmt(vals[0]) if len(vals) == 1 else f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
+
+
+def best_lr_runs(runs: list[dict]) -> tuple[float, list[dict]] | None:
+    """The learning rate with the best seed-0 Dice and every run (any seed) at it, by seed; ``None``: no seed 0."""
+    seed0 = [r for r in runs if int(r.get("seed", 0)) == 0]
+    if not seed0:
+        return None
+    lr = max(seed0, key=lambda r: r["dice_mean"] or 0.0)["lr"]
+    return lr, sorted((r for r in runs if r["lr"] == lr), key=lambda r: int(r.get("seed", 0)))
+
+
 def _name(r: dict) -> str:
     if r["arm"] != "light":
         return NAMES[r["arm"]]
@@ -90,20 +104,13 @@ def seed_table(runs: list[dict], labels: list[str]) -> tuple[list[str], list[dic
              "|---|---|---|---|" + "---|" * len(labels) + "---|"]
     summary = []
     for (arm, variant), rs in _groups(runs).items():
-        seed0 = [r for r in rs if int(r.get("seed", 0)) == 0]
-        if not seed0:
+        best = best_lr_runs(rs)
+        if best is None or len(best[1]) < 2:
             continue
-        lr = max(seed0, key=lambda r: r["dice_mean"] or 0.0)["lr"]
-        at = sorted((r for r in rs if r["lr"] == lr), key=lambda r: int(r.get("seed", 0)))
-        if len(at) < 2:
-            continue
-
-        def ms(vals: list[float]) -> str:
-            return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
-
-        per = [ms([r["dice"][k] for r in at]) for k in labels]
+        lr, at = best
+        per = [mean_sd([r["dice"][k] for r in at]) for k in labels]
         means = [r["dice_mean"] for r in at]
-        lines.append(f"| {_name(at[0])} | {lr:g} | {', '.join(str(r.get('seed', 0)) for r in at)} | **{ms(means)}** | "
+        lines.append(f"| {_name(at[0])} | {lr:g} | {', '.join(str(r.get('seed', 0)) for r in at)} | **{mean_sd(means)}** | "
                      + " | ".join(per) + f" | {at[0]['gflops_per_train_window']:.2f} |")
         summary.append({"arm": arm, "variant": variant, "lr": lr, "seeds": [int(r.get("seed", 0)) for r in at],
                         "dice_mean": statistics.mean(means), "dice_sd": statistics.stdev(means),
@@ -120,15 +127,12 @@ def simple_table(runs: list[dict], labels: list[str] | None = None) -> list[str]
     for r in runs:
         rows.setdefault((r["arm"], r["variant"], r["lr"], r["steps"]), []).append(r)
 
-    def ms(vals: list[float]) -> str:
-        return _fmt(vals[0]) if len(vals) == 1 else f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
-
     for key in sorted(rows, key=lambda k: (k[3], _order((k[0], k[1])), k[2])):
         rs = sorted(rows[key], key=lambda r: int(r.get("seed", 0)))
         r0 = rs[0]
-        per = " | ".join(ms([r["dice"].get(k, float("nan")) for r in rs]) for k in labels or [])
+        per = " | ".join(mean_sd([r["dice"].get(k, float("nan")) for r in rs]) for k in labels or [])
         lines.append(f"| {_name(r0)} | {r0['lr']:g} | {r0['steps']} | {', '.join(str(r.get('seed', 0)) for r in rs)} | "
-                     f"{ms([r['dice_mean'] for r in rs])} | " + (per + " | " if labels else "")
+                     f"{mean_sd([r['dice_mean'] for r in rs])} | " + (per + " | " if labels else "")
                      + f"{r0['params_m']:.2f} | {r0['gflops_per_train_window']:.2f} | "
                      f"{statistics.median(r['cpu_s'] for r in rs):.0f} |")
     return lines

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,9 @@ ARMS = {"scratch": "SPAD-ViT + light decoder, from scratch",
         "mim3": "SPAD-ViT + light decoder, MIM pre-trained (tokenizer v0.3, T = 1)",
         "mim3-t01": "SPAD-ViT + light decoder, MIM pre-trained (tokenizer v0.3, T = 0.1)",
         "dynunet": "DynUNet (nnU-Net 3d_fullres rules), from scratch"}
+sys.path.insert(0, str(ROOT / "experiments"))
+from collect_decoder_results import best_lr_runs, mean_sd  # noqa: E402  (the decoder comparison's selection rule)
+
 FRACTIONS = {"020": "20 % (31)", "050": "50 % (78)", "100": "100 % (157)"}
 
 
@@ -35,13 +39,13 @@ def _arm_runs(fraction: str, arm: str) -> list[dict]:
 
 
 def summarise(runs: list[dict]) -> dict | None:
-    seed0 = [r for r in runs if int(r.get("seed", 0)) == 0]
-    if not seed0:
+    best = best_lr_runs(runs)
+    if best is None:
         return None
-    best = max(seed0, key=lambda r: r["dice_mean"] or 0.0)
-    at = sorted((r for r in runs if r["lr"] == best["lr"]), key=lambda r: int(r.get("seed", 0)))
+    lr, at = best
+    seed0 = [r for r in runs if int(r.get("seed", 0)) == 0]
     means = [r["dice_mean"] for r in at]
-    out = {"lr": best["lr"], "lr_grid": {f"{r['lr']:g}": round(r["dice_mean"], 4) for r in sorted(seed0, key=lambda r: r["lr"])},
+    out = {"lr": lr, "lr_grid": {f"{r['lr']:g}": round(r["dice_mean"], 4) for r in sorted(seed0, key=lambda r: r["lr"])},
            "seeds": [int(r.get("seed", 0)) for r in at], "per_seed": means,
            "dice_mean": statistics.mean(means), "dice_sd": statistics.stdev(means) if len(means) > 1 else None}
     for k in ("anterior", "posterior"):
@@ -62,7 +66,7 @@ def main() -> int:
             if s is None:
                 continue
             summary[f"{f}/{arm}"] = s
-            md = f"{s['dice_mean']:.3f}" + (f" ± {s['dice_sd']:.3f}" if s["dice_sd"] is not None else "")
+            md = mean_sd(s["per_seed"])
             grid = ", ".join(f"{lr}: {v:.3f}" for lr, v in s["lr_grid"].items())
             lines.append(f"| {fname} | {aname} | {s['lr']:g} | {', '.join(map(str, s['seeds']))} | **{md}** | "
                          f"{s['anterior']:.3f} | {s['posterior']:.3f} | {grid} |")
