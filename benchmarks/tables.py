@@ -25,7 +25,7 @@ OURS = "SPAD-ViT-Seg"
 
 
 def _load(paths: list[Path]) -> dict[str, Any]:
-    out: dict[str, Any] = {"bench": [], "defaults": None, "startup": None}
+    out: dict[str, Any] = {"bench": [], "defaults": None, "startup": None, "segment_e2e": None}
     for p in paths:
         d = json.loads(p.read_text())
         schema = d.get("schema", "")
@@ -33,6 +33,8 @@ def _load(paths: list[Path]) -> dict[str, Any]:
             out["defaults"] = (p, d)
         elif schema.startswith("pumit-startup"):
             out["startup"] = (p, d)
+        elif schema.startswith("pumit-segment-e2e"):
+            out["segment_e2e"] = (p, d)
         else:
             out["bench"].append((p, d))
     return out
@@ -160,6 +162,13 @@ def readme_block(data: dict[str, Any]) -> str:
         lines.append(f"| `pumit segment` launch → model loaded (hippocampus model) | – | {_s(m.get('model_loaded_s'))} "
                      f"(total {_s(m.get('total_s'))}) | – | – | – | {_load_txt({'load_before': sd.get('load', {}).get('start'), 'load_after': sd.get('load', {}).get('end')})} | "
                      f"< 1.5 s — {'met' if sd['target']['met'] else 'missed'} |")
+    e2e = data.get("segment_e2e")
+    if e2e:
+        ed = e2e[1]
+        m = ed["median"]
+        lines.append(f"| `pumit segment` whole head 120×120×90 (brain model), launch → labels written | – | {_s(m.get('total_s'))} "
+                     f"(CPU {_s(m.get('cpu_s'))}) | – | – | – | {_load_txt({'load_before': ed.get('load', {}).get('start'), 'load_after': ed.get('load', {}).get('end')})} | "
+                     f"< {ed['target']['seconds']:g} s — {'met' if ed['target']['met'] else 'missed'} |")
     lines.append("| GPU: 512×512×200 CT < 10 s, ≤ 4 GB | – | not measured | – | – | – | – | no GPU lent; `bash benchmarks/gpu_check.sh` is ready |")
     return "\n".join(lines)
 

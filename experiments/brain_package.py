@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{src} has {n} classes, the label table {len(rows)}")
     meta = brain_meta(rows)
     meta["input"] = {**(cfg.get("meta", {}).get("input") or {}), **INTENDED_INPUT}
+    # trained on one grid only (3 mm): every input is resampled to exactly it, not to the nearest bound of the
+    # trainer's default ±20 % range; the logits come back to the input's grid before the argmax
+    meta["input"]["spacing_range_mm"] = [[float(s), float(s)] for s in meta["input"]["spacing"]]
     write_folder(src, Path(a.out), meta, Path(a.card).read_text())
     return 0
 

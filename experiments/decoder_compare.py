@@ -110,6 +110,19 @@ def build_arm(arm: str, cfg: dict[str, Any], labels: dict[str, str], in_channels
     raise SystemExit(f"unknown arm {arm!r}; choose from {ARMS}")
 
 
+def save_weights(model: nn.Module, path: Path) -> None:
+    """The trained network's weights as safetensors, written atomically (for evaluations after the run, e.g.
+    ``experiments/eval_brain.py``: rebuild the network with :func:`build_arm`, then
+    ``safetensors.torch.load_model``). ``save_model`` stores tensors that a network shares between two
+    attributes once (MONAI's DynUNet keeps its blocks in two module lists)."""
+    from safetensors.torch import save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_model(model, str(tmp))
+    tmp.replace(path)
+
+
 def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     import lightning.pytorch as pl
 
@@ -133,6 +146,7 @@ def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, A
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(module, datamodule=dm)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    save_weights(model, run_dir / "model.safetensors")
     m = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return {
         "arm": arm, "lr": lr, "steps": int(trainer.global_step), "seed": int(cfg.get("seed", 0)), "roi": list(roi),

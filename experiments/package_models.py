@@ -52,7 +52,8 @@ def write_folder(src: Path, dst: Path, meta_update: dict, card: str) -> None:
     (dst / "MODEL_CARD.md").write_text(card)
     files = {n: {"sha256": sha256(dst / n)} for n in ("config.json", "model.safetensors", "MODEL_CARD.md")}
     (dst / "checksums.json").write_text(json.dumps({"files": files}, indent=2) + "\n")
-    print(f"{dst.relative_to(ROOT)}: {sum(f.stat().st_size for f in dst.iterdir()) / 1e6:.2f} MB")
+    shown = dst.resolve().relative_to(ROOT) if dst.resolve().is_relative_to(ROOT) else dst
+    print(f"{shown}: {sum(f.stat().st_size for f in dst.iterdir()) / 1e6:.2f} MB")
 
 
 def main() -> None:

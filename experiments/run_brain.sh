@@ -8,7 +8,9 @@
 # Run from the repository root after `make install`:   bash experiments/run_brain.sh
 #   SMOKE=1 bash experiments/run_brain.sh   3 steps per arm, 2 validation volumes, one lr, 10 % only: proves
 #                                           every command end to end on the real data (minutes, not a result)
-# Knobs (environment): STEPS (2000), LRS ("0.0003 0.001 0.003 0.01"), FRACS ("010 025 100"),
+# Knobs (environment): STEPS (800), LRS ("0.0003 0.001 0.003 0.01"), FRACS ("010 025 100"),
+#   LR_PRETRAINED / LR_SCRATCH / LR_DYNUNET (all three given: no search, these learning rates are used),
+#   SHIP_STEPS (1500: the longer pre-trained run that is packaged as the built-in model; 0: none),
 #   MIM_MODEL (a MIM/ViT model folder; default: trained here with brain_mim.yaml into runs/brain/mim/model),
 #   TOKENIZER (MIM target when MIM_MODEL is not given; default the newest built-in pumit-ref-tokenizer),
 #   OUT (runs/brain), RESULTS (experiments/results). Seeds: 0 everywhere (subject lists: default_rng(0)).
@@ -29,7 +31,7 @@ if [ "$SMOKE" = 1 ]; then
     RESULTS=$OUT/results; MIM_STEPS=3
     EXTRA=(--limit-val-batches 2)            # 2 of the 30 validation volumes: a smoke run, not a result
 else
-    STEPS=${STEPS:-2000}; LRS=${LRS:-"0.0003 0.001 0.003 0.01"}; FRACS=${FRACS:-"010 025 100"}; MIM_STEPS=
+    STEPS=${STEPS:-800}; LRS=${LRS:-"0.0003 0.001 0.003 0.01"}; FRACS=${FRACS:-"010 025 100"}; MIM_STEPS=
     EXTRA=()
 fi
 DATA=runs/data/brain
@@ -49,10 +51,13 @@ $PY experiments/data/make_brain_fractions.py "$DATA/processed/manifest.jsonl"   
 # --- 2. MIM backbone (given, or pre-trained here on the 100 % training subjects only) ----------------------
 if [ -z "${MIM_MODEL:-}" ]; then
     TOKENIZER=${TOKENIZER:-$($PUMIT models list 2>/dev/null | awk '$1 ~ /^pumit-ref-tokenizer-v/ {print $1}' | sort -V | tail -1)}
+    # targets sharpened (T = 0.1): the v0.3 tokenizer's soft tokens are near uniform, and MIM at T = 1 stays at
+    # the entropy floor (docs/results.md, "The MIM / label-efficiency chain on v0.3")
     $PUMIT train mim --config experiments/configs/brain_mim.yaml --data "$DATA/processed/manifest_mim.jsonl" \
-        --tokenizer "$TOKENIZER" --output "$OUT/mim" ${MIM_STEPS:+--max-steps $MIM_STEPS --val-check-interval $MIM_STEPS}
+        --tokenizer "$TOKENIZER" --target-temperature 0.1 --output "$OUT/mim" \
+        --max-steps "${MIM_STEPS:-1000}" --val-check-interval "${MIM_STEPS:-1000}"
     MIM_MODEL=$OUT/mim/model
-    echo "MIM backbone: $MIM_MODEL (tokenizer $TOKENIZER)" | tee "$OUT/mim_used.txt"
+    echo "MIM backbone: $MIM_MODEL (tokenizer $TOKENIZER, target temperature 0.1)" | tee "$OUT/mim_used.txt"
 fi
 
 # one run of a SPAD-ViT arm: arm frac lr
@@ -69,17 +74,25 @@ dyn() {
         --data "$DATA/processed/manifest_frac$1.jsonl" --lrs "$2" --max-steps "$STEPS" \
         --work "$OUT/dynunet-f$1" --out "$RESULTS/brain-dynunet-f$1.json"
 }
-# --- 3. learning-rate search on 100 % (SMOKE: the first fraction) -----------------------------------------
+# --- 3. learning-rate search on 100 % (SMOKE: the first fraction), unless all three rates are given --------
 SEARCH=$([ "$SMOKE" = 1 ] && echo "${FRACS%% *}" || echo 100)
-for lr in $LRS; do
-    seg pretrained "$SEARCH" "$lr"
-    seg scratch "$SEARCH" "$lr"
-    dyn "$SEARCH" "$lr"
-done
-BEST_PRE=$($PY experiments/brain_results.py best "$OUT" pretrained "$SEARCH" $LRS)
-BEST_SCR=$($PY experiments/brain_results.py best "$OUT" scratch "$SEARCH" $LRS)
-BEST_DYN=$($PY experiments/brain_results.py best-dynunet "$RESULTS/brain-dynunet-f$SEARCH.json")
-echo "best lr: pretrained $BEST_PRE, scratch $BEST_SCR, dynunet $BEST_DYN" | tee "$OUT/best_lr.txt"
+if [ -n "${LR_PRETRAINED:-}" ] && [ -n "${LR_SCRATCH:-}" ] && [ -n "${LR_DYNUNET:-}" ]; then
+    BEST_PRE=$LR_PRETRAINED; BEST_SCR=$LR_SCRATCH; BEST_DYN=$LR_DYNUNET
+    seg scratch "$SEARCH" "$BEST_SCR"
+    seg pretrained "$SEARCH" "$BEST_PRE"
+    dyn "$SEARCH" "$BEST_DYN"
+    echo "given lr (no search): pretrained $BEST_PRE, scratch $BEST_SCR, dynunet $BEST_DYN" | tee "$OUT/best_lr.txt"
+else
+    for lr in $LRS; do
+        seg pretrained "$SEARCH" "$lr"
+        seg scratch "$SEARCH" "$lr"
+        dyn "$SEARCH" "$lr"
+    done
+    BEST_PRE=$($PY experiments/brain_results.py best "$OUT" pretrained "$SEARCH" $LRS)
+    BEST_SCR=$($PY experiments/brain_results.py best "$OUT" scratch "$SEARCH" $LRS)
+    BEST_DYN=$($PY experiments/brain_results.py best-dynunet "$RESULTS/brain-dynunet-f$SEARCH.json")
+    echo "best lr: pretrained $BEST_PRE, scratch $BEST_SCR, dynunet $BEST_DYN" | tee "$OUT/best_lr.txt"
+fi
 
 # --- 4. label fractions at each arm's best lr ----------------------------------------------------------------
 for f in $FRACS; do
@@ -89,5 +102,30 @@ for f in $FRACS; do
     dyn "$f" "$BEST_DYN"
 done
 
-# --- 5. collect: one JSON with every run (Dice per structure, mean over all ROIs and over subcortical ones) --
+# --- 5. collect: one JSON with every run's validation Dice on the 3 mm training grid ----------------------
 $PY experiments/brain_results.py collect "$OUT" "$RESULTS" -o "$RESULTS/brain_results.json"
+
+# --- 6. the numbers that are reported: `pumit segment` on the native 2 mm grid of the validation subjects ----
+# (experiments/eval_brain.py; each SPAD-ViT run packaged first; the DynUNet through the same packaged metadata)
+EVAL=(); [ "$SMOKE" = 1 ] && EVAL=(--limit 2)
+for f in $FRACS; do
+    for arm in pretrained scratch; do
+        lr=$([ "$arm" = pretrained ] && echo "$BEST_PRE" || echo "$BEST_SCR")
+        $PY experiments/brain_package.py --model "$OUT/$arm-f$f-lr$lr/model" --out "$OUT/packaged/$arm-f$f"
+        $PY experiments/eval_brain.py --model "$OUT/packaged/$arm-f$f" --name "$arm-f$f" "${EVAL[@]}" \
+            --out "$RESULTS/brain-eval-$arm-f$f.json"
+    done
+    $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-f$f" --name "dynunet-f$f" "${EVAL[@]}" \
+        --dynunet "$OUT/dynunet-f$f/dynunet-lr${BEST_DYN}-s0" --out "$RESULTS/brain-eval-dynunet-f$f.json"
+done
+
+# --- 7. the shipped model: the pre-trained arm trained longer (SHIP_STEPS), packaged and evaluated the same way
+SHIP_STEPS=${SHIP_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 1500)}
+if [ "$SHIP_STEPS" -gt 0 ]; then
+    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
+        --base-model "$MIM_MODEL" --lr "$BEST_PRE" --max-steps "$SHIP_STEPS" --val-check-interval "$SHIP_STEPS" \
+        --output "$OUT/long-pretrained-f100-lr$BEST_PRE"
+    $PY experiments/brain_package.py --model "$OUT/long-pretrained-f100-lr$BEST_PRE/model" --out "$OUT/packaged/shipped"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "shipped (pre-trained, $SHIP_STEPS steps)" \
+        --out "$RESULTS/brain-eval-shipped.json"
+fi

@@ -36,6 +36,14 @@ class ModelInfo:
     sizeBytes: int
     builtin: bool = False
     spacing: tuple[float, float, float] | None = None  # mm the model works at; None: the input's own
+    minFieldOfViewMm: tuple[float, float, float] | None = None  # the smallest image extent it is meant for (mm)
+
+    def fits(self, extentMm: tuple[float, ...] | None) -> bool:
+        """Whether an image of ``extentMm`` (any axis order) covers the field of view the model is meant for
+        (compared sorted, so the axis order does not matter); True when either is unknown."""
+        if self.minFieldOfViewMm is None or not extentMm:
+            return True
+        return all(e >= m for e, m in zip(sorted(extentMm), sorted(self.minFieldOfViewMm)))
 
     @property
     def sizeText(self) -> str:
@@ -81,7 +89,8 @@ def modelInfo(entry: dict[str, Any], *, builtin: bool = False) -> ModelInfo:
     return ModelInfo(id=str(entry.get("id", "")), modelType=str(entry.get("model_type", "")),
                      task=str(entry.get("task") or ""), modalities=_modalities(inputMeta),
                      description=str(entry.get("description") or ""), sizeBytes=int(entry.get("size") or 0),
-                     builtin=builtin or bool(entry.get("builtin")), spacing=_spacing(inputMeta.get("spacing")))
+                     builtin=builtin or bool(entry.get("builtin")), spacing=_spacing(inputMeta.get("spacing")),
+                     minFieldOfViewMm=_spacing(inputMeta.get("min_field_of_view_mm")))
 
 
 def _spacing(value) -> tuple[float, float, float] | None:
@@ -124,17 +133,32 @@ def listModelInfos(logic, modelType: str | None = None) -> tuple[list[ModelInfo]
     return [m for m in models if modelType is None or m.modelType == modelType], note
 
 
-def defaultModel(models: list[ModelInfo], modality: str | None) -> ModelInfo | None:
-    """The model to preselect for a volume of ``modality`` (module name, None: unknown): the newest
-    version among those made for that modality, else the newest one made for any modality. A volume of
-    unknown modality gets the newest of all; a known modality never gets a model made for another one
-    (None: the user chooses)."""
+def defaultModel(models: list[ModelInfo], modality: str | None, extentMm: tuple[float, ...] | None = None
+                 ) -> ModelInfo | None:
+    """The model to preselect for a volume of ``modality`` (module name, None: unknown) and physical
+    extent ``extentMm`` (mm, None: unknown): the newest version among those made for that modality, else the
+    newest one made for any modality. A volume of unknown modality gets the newest of all; a known modality
+    never gets a model made for another one (None: the user chooses). Among candidates, a model whose
+    declared field of view the volume covers (a whole-head model for a whole head) comes first, and a model
+    whose field of view the volume does not cover (a whole-head model for a crop) comes last."""
     def newest(candidates):
-        return max(candidates, key=lambda m: (m.version, m.id)) if candidates else None
+        if not candidates:
+            return None
+        return max(candidates, key=lambda m: (m.fits(extentMm), m.fits(extentMm) and m.minFieldOfViewMm is not None,
+                                              m.version, m.id))
 
     return (newest([m for m in models if modality and modality in m.modalities])
             or newest([m for m in models if not m.modalities])
             or (newest(models) if modality is None else None))
+
+
+def volumeExtentMm(volumeNode) -> tuple[float, float, float] | None:
+    """Physical extent (mm) of a scalar volume node along its three voxel axes, or None without image data."""
+    image = volumeNode.GetImageData() if volumeNode is not None else None
+    if image is None:
+        return None
+    dims, spacing = image.GetDimensions(), volumeNode.GetSpacing()
+    return tuple(float(n) * float(s) for n, s in zip(dims, spacing))  # type: ignore[return-value]
 
 
 def chooseDefaultModels(parameters, segmentationModels: list[ModelInfo], tokenizers: list[ModelInfo],
@@ -146,12 +170,13 @@ def chooseDefaultModels(parameters, segmentationModels: list[ModelInfo], tokeniz
     from PUMITSlicerLib.results import volumeModality
 
     modality, _how = volumeModality(parameters.inputVolume)
+    extent = volumeExtentMm(parameters.inputVolume)
     chosen = {}
     for name, models in (("modelId", segmentationModels), ("tokenizerId", tokenizers)):
         current = getattr(parameters, name)
         if current and current != autoChosen.get(name):
             continue
-        pick = defaultModel(models, modality)
+        pick = defaultModel(models, modality, extent)
         if pick is not None:
             if pick.id != current:
                 setattr(parameters, name, pick.id)

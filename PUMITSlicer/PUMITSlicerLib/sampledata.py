@@ -34,7 +34,7 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("Hippocampus T1 MRI (MSD)", "hippocampus_004.nii.gz", "hippocampus_004", "MRI", "pumit-ref-hippocampus-seg"),
     Sample("Spine CT (tptbox)", "spine_ct.nii.gz", "spine_ct", "CT", "pumit-ref-tokenizer"),
     Sample("Spine T2w MRI (tptbox)", "spine_t2w_mri.nii.gz", "spine_t2w_mri", "MRI", "pumit-ref-tokenizer"),
-    Sample("Whole-head T1 MRI, 2 mm (IXI)", "ixi052_t1_2mm.nii.gz", "ixi052_t1_2mm", "MRI", "pumit-ref-tokenizer"),
+    Sample("Whole-head T1 MRI, 2 mm (IXI)", "ixi052_t1_2mm.nii.gz", "ixi052_t1_2mm", "MRI", "pumit-ref-brain-parcellation"),
 )
 
 

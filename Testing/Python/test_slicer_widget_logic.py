@@ -144,8 +144,8 @@ def test_built_in_models_are_listed_even_when_the_cli_cannot_run(logic):
     assert [m.id for m in models] == [m.id for m in builtinModels(bundledPackageDir())]
     for model in models:
         cli = viaCli[model.id]
-        assert (model.modelType, model.task, model.modalities, model.sizeBytes, model.spacing) == \
-            (cli.modelType, cli.task, cli.modalities, cli.sizeBytes, cli.spacing)
+        assert (model.modelType, model.task, model.modalities, model.sizeBytes, model.spacing, model.minFieldOfViewMm) == \
+            (cli.modelType, cli.task, cli.modalities, cli.sizeBytes, cli.spacing, cli.minFieldOfViewMm)
 
 
 def test_default_model_per_loaded_volume(session, params, logic):
@@ -165,6 +165,13 @@ def test_default_model_per_loaded_volume(session, params, logic):
     assert params.tokenizerId == "my-own-tokenizer" and "tokenizerId" not in auto
     if not any("CT" in m.modalities or not m.modalities for m in segmenters):  # the shipped store: MRI only
         assert params.modelId == "" and "modelId" not in auto, "no MRI model preselected for a CT"
+    # a whole-head T1 gets the whole-brain model, the hippocampus crop again the crop model
+    params.inputVolume = session.loadVolume(REPO / "training" / "pumit" / "assets" / "demo" / "ixi052_t1_2mm.nii.gz", "head")
+    auto = chooseDefaultModels(params, segmenters, tokenizers, auto)
+    assert params.modelId.startswith("pumit-ref-brain-parcellation-v"), params.modelId
+    params.inputVolume = mri
+    chooseDefaultModels(params, segmenters, tokenizers, auto)
+    assert params.modelId.startswith("pumit-ref-hippocampus-seg-v"), params.modelId
 
 
 def test_default_model_prefers_the_volume_modality_and_newest_version():
@@ -182,6 +189,19 @@ def test_default_model_prefers_the_volume_modality_and_newest_version():
     specific = [m for m in candidates if m.modalities]
     assert defaultModel(specific, "US") is None, "never a model made for another modality"
     assert defaultModel(specific, None).id == "bones-v2.0.0", "unknown modality: the newest"
+
+
+def test_default_model_prefers_a_model_whose_field_of_view_the_volume_covers():
+    from PUMITSlicerLib.models import ModelInfo, defaultModel
+
+    crop = ModelInfo("crop-v0.1.0", "segmentation", "t", ("MRI",), "", 1)
+    head = ModelInfo("head-v0.1.0", "segmentation", "t", ("MRI",), "", 1, minFieldOfViewMm=(110.0, 150.0, 120.0))
+    old = ModelInfo("crop-v9.0.0", "segmentation", "t", ("MRI",), "", 1)
+    assert defaultModel([crop, head], "MRI", (240.0, 240.0, 180.0)).id == "head-v0.1.0", "whole head: head model"
+    assert defaultModel([crop, head, old], "MRI", (240.0, 180.0, 240.0)).id == "head-v0.1.0", "axis order is free"
+    assert defaultModel([crop, head], "MRI", (36.0, 50.0, 35.0)).id == "crop-v0.1.0", "a crop: not the head model"
+    assert defaultModel([head], "MRI", (36.0, 50.0, 35.0)).id == "head-v0.1.0", "the only model is still offered"
+    assert head.fits(None) and not head.fits((100.0, 200.0, 200.0)) and crop.fits((1.0, 1.0, 1.0))
 
 
 # -- 3. modality of Reconstruct, error map shown --------------------------------------------------------

@@ -8,7 +8,8 @@ resampling, so the model sees the image's own voxels at their native spacing (SA
 Resampling happens only when the model's metadata declares a supported spacing range
 (``meta.input.spacing_range_mm``) and the image lies outside it on some axis: that axis is resampled
 (trilinear, voxel corners of the first and last voxel kept aligned) to the nearest bound, and
-predictions are mapped back to the exact native grid (:func:`labels_to_native` is nearest neighbour).
+predictions are mapped back to the exact native grid: segmentation logits trilinearly before the argmax
+(:func:`upsampled_argmax`), label maps by nearest neighbour (:func:`labels_to_native`).
 The geometry (origin, direction: LPS as ITK defines it) is never touched; outputs copy it from the
 input image.
 """
@@ -185,6 +186,41 @@ def resample_array(array: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray
     return out[0].numpy()
 
 
+#: cap on the elements of one class chunk in :func:`upsampled_argmax` (float32: 256 MB)
+ARGMAX_CHUNK_ELEMENTS = 1 << 26
+
+
+def upsampled_argmax(logits: torch.Tensor, shape: tuple[int, int, int],
+                     max_elements: int = ARGMAX_CHUNK_ELEMENTS) -> torch.Tensor:
+    """Class index ``(D, H, W)`` of the logits ``(C, D', H', W')`` resampled trilinearly to spatial ``shape``.
+
+    The same geometry as :func:`resample_array` (corner-aligned, ``align_corners=False``), but the ``C × D × H
+    × W`` resampled logits are never held at once: classes are resampled in chunks of at most
+    ``max_elements`` values and a running maximum keeps the winner (ties: the lower class index, as
+    ``argmax``). Resampling the scores before the argmax (as nnU-Net does with its softmax) keeps boundaries
+    that a nearest-neighbour copy of the coarse label map would turn into blocks. Runs on ``logits``' device.
+    """
+    shape = tuple(int(v) for v in shape)
+    if tuple(logits.shape[1:]) == shape:
+        return logits.argmax(0)
+    n = int(np.prod(shape))
+    k = max(1, min(int(logits.shape[0]), max_elements // max(n, 1)))
+    best: torch.Tensor | None = None
+    arg: torch.Tensor | None = None
+    for c0 in range(0, int(logits.shape[0]), k):
+        up = F.interpolate(logits[None, c0:c0 + k].float(), size=shape, mode="trilinear", align_corners=False)[0]
+        value, index = up.max(0)
+        del up
+        if best is None or arg is None:
+            best, arg = value, index
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            arg = torch.where(better, index + c0, arg)
+    assert arg is not None
+    return arg
+
+
 def nearest_indices(n_native: int, n_model: int) -> np.ndarray:
     """For each native voxel ``i`` the model-grid voxel containing its centre: ``floor((i + ½)·m/n)``."""
     idx = np.floor((np.arange(n_native) + 0.5) * (n_model / n_native)).astype(np.int64)
@@ -278,9 +314,14 @@ def prepare_input(
     model_spacing = native_spacing
     if target is not None:
         new_shape, model_spacing = resampled_grid(native_shape, native_spacing, target)
-        msg = (f"warning: spacing {_fmt(native_spacing)} mm (thickness, H, W) is outside the model's supported range "
-               f"{_fmt_range(requirements.spacing_range)}; resampling {native_shape} → {new_shape} voxels at "
-               f"{_fmt(model_spacing)} mm; predictions are mapped back to the input grid")
+        if all(lo == hi for lo, hi in requirements.spacing_range):  # a model of one grid: resampling is the plan
+            msg = (f"the model works on a {_fmt(tuple(lo for lo, _ in requirements.spacing_range))} mm grid: resampling "
+                   f"{native_shape} voxels at {_fmt(native_spacing)} mm → {new_shape} at {_fmt(model_spacing)} mm "
+                   "(thickness, H, W); predictions are mapped back to the input grid")
+        else:
+            msg = (f"warning: spacing {_fmt(native_spacing)} mm (thickness, H, W) is outside the model's supported range "
+                   f"{_fmt_range(requirements.spacing_range)}; resampling {native_shape} → {new_shape} voxels at "
+                   f"{_fmt(model_spacing)} mm; predictions are mapped back to the input grid")
         notes.append(msg)
         if progress is not None:
             progress.note(msg)

@@ -8,8 +8,10 @@ Pipeline (all arrays in model layout ``(C, D, H, W)``, ``D`` = slice axis, see :
    ``meta.input.spacing_range_mm``;
 3. sliding-window inference (MONAI, Gaussian blending) at the image's own spacing, windows a multiple
    of :meth:`SpadViTSegmenter.required_divisor`; bf16/fp16 autocast on a GPU; out-of-memory fallbacks;
-4. ``argmax`` on the accumulation device → ``uint8`` (``uint16`` above 256 classes); a resampled
-   prediction is mapped back with nearest-neighbour label resampling;
+4. ``argmax`` on the accumulation device → ``uint8`` (``uint16`` above 256 classes); when the input was
+   resampled, the logits are resampled trilinearly to the input's grid first (class chunks at a time,
+   :func:`~pumit.inference.preprocess.upsampled_argmax`), so the labels are on the native grid with smooth
+   boundaries, not blocks of the model grid;
 5. transpose back and copy origin/spacing/direction from the input → a label map on exactly the
    input's grid, plus a ``.labels.json`` sidecar (names, colors, terminology).
 """
@@ -32,7 +34,7 @@ from pumit.inference.engine import Attempt, plan_attempts, run_with_fallback
 from pumit.inference.intended import check_intended_input
 from pumit.inference.modelinfo import LabelInfo, LoadedModel, load_model
 from pumit.inference.outputs import OutputTransaction, check_distinct, check_image_output, sidecar_path
-from pumit.inference.preprocess import labels_to_native, read_input, resample_array
+from pumit.inference.preprocess import read_input, resample_array, upsampled_argmax
 from pumit.inference.progress import Progress, ProgressLike, Span
 from pumit.inference.settings import InferenceSettings
 from pumit.inference.sliding import count_windows, default_roi, fit_roi, run_sliding_window, smaller_roi
@@ -175,7 +177,8 @@ def _segment(
             on_windows=lambda d, t: span.update(d / t, f"window {d}/{t}"),
         )
         assert isinstance(logits, torch.Tensor)
-        labels = logits[0].argmax(0).to(torch_dtype).cpu().numpy()
+        index = upsampled_argmax(logits[0], prep.native_shape) if prep.resampled else logits[0].argmax(0)
+        labels = index.to(torch_dtype).cpu().numpy()
         labels = lut[labels] if lut is not None else labels.astype(np_dtype, copy=False)
         probs = torch.softmax(logits[0], 0).float().cpu().numpy() if want_probs else None
         del logits
@@ -186,10 +189,8 @@ def _segment(
                                       what="sliding-window segmentation", knobs=f"{_KNOBS} (window now {roi}, D H W)")
     post = prog.span("postprocess", *stage_bounds("postprocess"))
     post.begin("restoring the input grid")
-    if prep.resampled:
-        labels = labels_to_native(labels, prep.native_shape)
-        if probs is not None:
-            probs = resample_array(probs, prep.native_shape)
+    if prep.resampled and probs is not None:  # the labels are already on the native grid (upsampled_argmax)
+        probs = resample_array(probs, prep.native_shape)
     label_image = from_model_layout(labels, prep.layout, image, dtype=np_dtype)
     prob_image = from_model_layout(probs.astype(np.float32, copy=False), prep.layout, image) if probs is not None else None
     post.finish("done")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from inference_helpers import (
     CT,
     DIRECTIONS,
@@ -25,7 +26,7 @@ from inference_helpers import (
 )
 from pumit.imageio import read_image
 from pumit.inference import InferenceSettings, load_model, segment, segment_image, sidecar_path
-from pumit.inference.preprocess import labels_to_native, nearest_indices
+from pumit.inference.preprocess import labels_to_native, nearest_indices, resample_array, upsampled_argmax
 from pumit.store import ModelStore
 
 FAST = InferenceSettings(device="cpu", overlap=0.25)
@@ -181,6 +182,28 @@ def test_resampled_only_outside_spacing_range(tmp_path, ct_array):
     assert any("outside the model's supported range" in m for _, _, m in messages)
     assert geometry(res.labels) == geometry(outside)
     assert set(np.unique(sitk.GetArrayFromImage(res.labels))) <= {0, 1, 2}
+
+
+def test_upsampled_argmax_equals_argmax_of_resampled_logits():
+    # the chunked running maximum is the argmax of the whole resampled tensor, whatever the chunk size
+    logits = torch.randn(7, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    full = torch.from_numpy(resample_array(logits.numpy(), (6, 9, 10))).argmax(0)
+    for cap in (1, 6 * 9 * 10 * 2, 1 << 26):  # 1 class, 2 classes, all classes per chunk
+        np.testing.assert_array_equal(upsampled_argmax(logits, (6, 9, 10), max_elements=cap).numpy(), full.numpy())
+    np.testing.assert_array_equal(upsampled_argmax(logits, (3, 4, 5)).numpy(), logits.argmax(0).numpy())
+    # ties go to the lower class index, as argmax
+    assert int(upsampled_argmax(torch.zeros(3, 2, 2, 2), (4, 4, 4), max_elements=1).max()) == 0
+
+
+def test_upsampled_argmax_keeps_boundaries_that_nearest_would_block():
+    # a 1-voxel-thick oblique plane on a 2x coarser grid: nearest copies 2-voxel blocks, trilinear
+    # resampling of the scores puts the boundary back between them
+    d = np.arange(16)[:, None, None] + np.arange(16)[None, :, None] + 0 * np.arange(4)[None, None, :]
+    truth = (d >= 15).astype(np.int64)
+    coarse = torch.from_numpy(resample_array(np.stack([truth == 0, truth == 1]).astype(np.float32), (8, 8, 2)))
+    soft = upsampled_argmax(coarse, (16, 16, 4)).numpy()
+    blocky = labels_to_native(coarse.argmax(0).numpy(), (16, 16, 4))
+    assert (soft == truth).mean() > (blocky == truth).mean()
 
 
 def test_nearest_label_mapping_back_is_exact():

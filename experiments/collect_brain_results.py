@@ -1,0 +1,102 @@
+"""Tables of the whole-brain parcellation results (issue 12) from ``experiments/results/brain-eval-*.json``
+(:mod:`eval_brain`) and ``brain_grid_ceiling.json`` (:mod:`brain_grid_ceiling`), written between
+``<!-- brain:begin -->`` and ``<!-- brain:end -->`` in ``docs/brain.md`` and ``docs/results.md``.
+
+    python experiments/collect_brain_results.py
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+DOCS = (ROOT / "docs" / "brain.md", ROOT / "docs" / "results.md")
+#: rows in this order (file stem after ``brain-eval-``), with a description
+ARMS = (
+    ("trivial", "trivial: DLMUSE's own brain mask, every voxel the most frequent ROI"),
+    ("dynunet-f100", "MONAI DynUNet, nnU-Net 3d_fullres rules, from scratch"),
+    ("scratch-f100", "ours (SPAD-ViT, light decoder), from scratch"),
+    ("pretrained-f100", "ours, from the MIM backbone"),
+    ("shipped", "ours, from the MIM backbone, longer (**shipped** `pumit-ref-brain-parcellation-v0.1.0`)"),
+)
+#: per-structure rows: the subcortical structures, both sides, then a few large ones
+STRUCTURES = ("ThalamusProper", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala", "AccumbensArea",
+              "VentralDC", "LateralVentricle", "BrainStem", "CerebellumExterior")
+GOAL = "issue 12 goal: ≥ 0.80 over all ROIs and ≥ 0.85 subcortical on unseen subjects, ahead of the DynUNet"
+
+
+def _ms(d: dict[str, float] | None, digits: int = 3) -> str:
+    return "–" if not d else f"{d['mean']:.{digits}f} ± {d['sd']:.{digits}f}"
+
+
+def load() -> dict[str, dict[str, Any]]:
+    return {p.stem[len("brain-eval-"):]: json.loads(p.read_text()) for p in sorted(RESULTS.glob("brain-eval-*.json"))}
+
+
+def block(runs: dict[str, dict[str, Any]]) -> str:
+    rows = [(k, desc, runs[k]) for k, desc in ARMS if k in runs]
+    if not rows:
+        return "*No brain parcellation results yet.*"
+    n = rows[0][2]["subjects"]
+    out = [f"Mean Dice against DLMUSE on the **{n} validation subjects** (`experiments/data/brain_val.txt`, never "
+           "trained on; 18 of them also unseen by the tokenizer), computed on the **native 2 mm grid** of the DLMUSE "
+           "maps from what `pumit segment` writes (`experiments/eval_brain.py`: the product path, resampling to the "
+           "model's 3 mm grid and back included). Per subject the mean over its ROIs (148 MUSE ROIs; subcortical: "
+           "thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens, ventral DC, both sides), then "
+           "mean ± sd over subjects. Training: the 118 training subjects (100 %), batch 2 of 32 × 48 × 48 crops at "
+           "3 mm, DiceCE, AdamW + warm-up + cosine, seed 0, one run per arm. " + GOAL + ".", "",
+           "| arm | steps | lr | all ROIs | subcortical | s per head (wall, 1 thread) |", "|---|---|---|---|---|---|"]
+    for k, desc, r in rows:
+        t = r.get("training") or {}
+        sec = r.get("seconds_per_subject", {}).get("wall")
+        out.append(f"| {desc} | {t.get('steps', '–')} | {t.get('lr', '–') if t else '–'} | {_ms(r['all_rois'])} | "
+                   f"{_ms(r['subcortical'])} | {'–' if k == 'trivial' or not sec else f'{sec['mean']:.1f}'} |")
+    ceil = RESULTS / "brain_grid_ceiling.json"
+    if ceil.is_file():
+        c = json.loads(ceil.read_text())
+        cm = c["ceiling_mean_dice"]
+        out += ["", f"Ceiling of the model grid (`experiments/brain_grid_ceiling.py`, {c['subjects']} validation subjects): "
+                "DLMUSE's own one-hot map resampled to the grid and back scores "
+                + "; ".join(f"{s} mm: {_ms(v['trilinear_scores'])} with the scores resampled before the argmax (what "
+                            f"`pumit segment` does), {_ms(v['nearest_labels'])} with a nearest-neighbour label copy"
+                            for s, v in cm.items()) + "."]
+    out += ["", "Per structure (mean Dice over the validation subjects, left / right):", "",
+            "| structure | " + " | ".join(k for k, _, _ in rows if k != "trivial") + " |",
+            "|---|" + "---|" * sum(1 for k, _, _ in rows if k != "trivial")]
+    for s in STRUCTURES:
+        cells = []
+        for k, _, r in rows:
+            if k == "trivial":
+                continue
+            pr = r["per_roi"]
+            if s in pr:
+                cells.append(f"{pr[s]:.2f}")
+            else:
+                cells.append(f"{pr.get(s + '_L', float('nan')):.2f} / {pr.get(s + '_R', float('nan')):.2f}")
+        out.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def write(path: Path, text: str) -> None:
+    doc = path.read_text()
+    pattern = re.compile(r"<!-- brain:begin -->.*?<!-- brain:end -->", re.S)
+    if not pattern.search(doc):
+        raise SystemExit(f"{path} has no <!-- brain:begin --> / <!-- brain:end --> markers")
+    path.write_text(pattern.sub(lambda _: f"<!-- brain:begin -->\n{text}\n<!-- brain:end -->", doc))
+
+
+def main() -> int:
+    text = block(load())
+    for p in DOCS:
+        write(p, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Whole-brain parcellation on the native grid, against DLMUSE (issue 12): what a user of ``pumit segment`` gets.
+
+    python experiments/eval_brain.py --model MODEL_DIR --name ours-pretrained \\
+        --out experiments/results/brain-eval-ours-pretrained.json
+    python experiments/eval_brain.py --model MODEL_DIR --dynunet runs/brain/dynunet-f100/dynunet-lr0.003-s0 \\
+        --name dynunet --out experiments/results/brain-eval-dynunet.json
+
+Every subject of ``--subjects`` (default the validation split ``experiments/data/brain_val.txt``) is read from
+``--data`` (``t1/<id>_T1.nii.gz``, ``dlmuse_seg/<id>_T1_DLMUSE.nii.gz``: the original files, 2 mm) and
+segmented with :func:`pumit.inference.segment.segment_image` and the default :class:`InferenceSettings` (the
+product path: resampling to the model's 3 mm grid, sliding window, logits resampled back before the argmax,
+MUSE label values). ``--dynunet RUN`` runs a DynUNet of ``decoder_compare.py`` (its ``model.safetensors``)
+through exactly the same path, in place of ``MODEL_DIR``'s network: only the network differs. ``--trivial``
+(no model): the trivial baseline, every voxel of DLMUSE's own brain mask called the subject's most frequent ROI
+(it is given the brain outline, which no model is).
+
+Dice per MUSE ROI and subject on the native 2 mm grid; a ROI absent from a subject's DLMUSE map is skipped for
+that subject (MONAI's ``ignore_empty``). Reported: per subject the mean over its ROIs (all, and the
+subcortical ones of ``brain_results.SUBCORTICAL``), then mean ± sd over subjects; per ROI the mean over
+subjects; seconds per subject (wall, CPU) with the thread count and load.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "data"))
+
+from brain_results import SUBCORTICAL  # noqa: E402
+from make_brain_dataset import read_table  # noqa: E402
+
+
+def dice_per_value(pred: np.ndarray, truth: np.ndarray, values: list[int]) -> dict[int, float]:
+    """Dice of each label value present in ``truth`` (absent ones are left out)."""
+    n = int(max(pred.max(), truth.max(), max(values))) + 1
+    both = np.bincount((truth.astype(np.int64) * n + pred.astype(np.int64)).ravel(), minlength=n * n).reshape(n, n)
+    t, p = both.sum(1), both.sum(0)
+    return {v: float(2 * both[v, v] / (t[v] + p[v])) for v in values if t[v] > 0}
+
+
+def is_subcortical(name: str) -> bool:
+    return re.sub(r"_[RL]$", "", name) in SUBCORTICAL
+
+
+def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str) -> Any:
+    """The :class:`LoadedModel` of ``model_dir``, with its network swapped for a DynUNet run's if given."""
+    import torch
+
+    from pumit.inference.modelinfo import load_model
+
+    model = load_model(model_dir, "segment")
+    if not dynunet:
+        return model
+    import yaml
+    from safetensors.torch import load_model as load_weights
+
+    from decoder_compare import SpacingIgnoring, nnunet_dynunet
+
+    cfg = yaml.safe_load(Path(dynunet_config).read_text())
+    roi = tuple(int(v) for v in cfg["roi"])
+    spacing = tuple(float(v) for v in cfg["target_spacing"])
+    if list(roi) != list(model.meta["input"]["roi"]) or list(spacing) != list(model.meta["input"]["spacing"]):
+        raise SystemExit(f"the DynUNet config's roi/spacing {roi}/{spacing} differ from {model_dir}'s "
+                         f"{model.meta['input']['roi']}/{model.meta['input']['spacing']}: not the same protocol")
+    net, stride = nnunet_dynunet(1, model.num_classes, roi, spacing)  # type: ignore[arg-type]
+    wrapper = SpacingIgnoring(net, max(stride, 16), model.num_classes)
+    load_weights(wrapper, str(Path(dynunet) / "model.safetensors"))  # strict: every key, no unexpected ones
+    wrapper.required_divisor = lambda sp: (stride, stride, stride)  # type: ignore[attr-defined]
+    torch.nn.Module.eval(wrapper)
+    return dataclasses.replace(model, module=wrapper, model_id=f"dynunet:{Path(dynunet).name}")
+
+
+def training_of(model: Any, dynunet_config: str) -> dict[str, Any] | None:
+    """Steps, learning rate, seed and initial weights of the evaluated network (None for the trivial arm)."""
+    if model is None:
+        return None
+    if str(model.model_id).startswith("dynunet:"):
+        import yaml
+
+        cfg = yaml.safe_load(Path(dynunet_config).read_text())
+        lr = re.search(r"-lr([0-9.e-]+)-s(\d+)$", model.model_id)
+        return {"network": "MONAI DynUNet, nnU-Net 3d_fullres rules", "steps": int(cfg["max_steps"]),
+                "lr": float(lr.group(1)) if lr else None, "seed": int(lr.group(2)) if lr else None,
+                "base_model": None, "batch_size": int(cfg["batch_size"])}
+    t = model.meta.get("training", {})
+    c = t.get("config", {})
+    return {"network": "SPAD-ViT segmenter", "steps": t.get("steps"), "lr": c.get("lr"), "seed": c.get("seed"),
+            "base_model": Path(str(c["base_model"])).as_posix() if c.get("base_model") else None,
+            "batch_size": c.get("batch_size")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="a packaged brain model folder (or built-in id)")
+    ap.add_argument("--trivial", action="store_true", help="the trivial baseline instead of a model")
+    ap.add_argument("--dynunet", default=None, help="a decoder_compare.py DynUNet run folder (model.safetensors)")
+    ap.add_argument("--dynunet-config", default=str(HERE / "configs" / "brain_dynunet.yaml"))
+    ap.add_argument("--name", required=True, help="the arm's name in the results")
+    ap.add_argument("--subjects", default=str(HERE / "data" / "brain_val.txt"))
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "ixi_t1_dlmuse"))
+    ap.add_argument("--limit", type=int, default=0, help="only the first N subjects (a quick check, not a result)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    if not a.trivial and not a.model:
+        ap.error("give --model (or --trivial)")
+    import SimpleITK as sitk
+    import torch
+
+    from pumit.inference.settings import InferenceSettings
+    from pumit.inference.segment import segment_image
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    rows = [r for r in read_table() if int(r["class"]) > 0]
+    names = {int(r["value"]): r["name"] for r in rows}
+    values = sorted(names)
+    subjects = [s.strip() for s in Path(a.subjects).read_text().split() if s.strip()]
+    subjects = subjects[: a.limit] if a.limit else subjects
+    model = None if a.trivial else load_arm(a.model, a.dynunet, a.dynunet_config)
+    data = Path(a.data)
+    per_subject: list[dict[str, Any]] = []
+    for sid in subjects:
+        image = sitk.ReadImage(str(data / "t1" / f"{sid}_T1.nii.gz"))
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "dlmuse_seg" / f"{sid}_T1_DLMUSE.nii.gz")))
+        t0, c0 = time.perf_counter(), time.process_time()
+        if model is None:
+            fg, counts = np.unique(truth[truth > 0], return_counts=True)
+            pred, windows = np.where(truth > 0, fg[np.argmax(counts)], 0), 0
+        else:
+            res = segment_image(image, model, settings=InferenceSettings())
+            pred, windows = sitk.GetArrayFromImage(res.labels), res.windows
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        d = dice_per_value(pred, truth, values)
+        all_ = [v for v in d.values()]
+        sub = [v for k, v in d.items() if is_subcortical(names[k])]
+        per_subject.append({"id": sid, "mean_all": float(np.mean(all_)), "mean_subcortical": float(np.mean(sub)),
+                            "dice": {names[k]: round(v, 4) for k, v in d.items()}, "wall_s": round(wall, 2),
+                            "cpu_s": round(cpu, 2), "windows": windows})
+        print(f"{sid}: all {np.mean(all_):.3f} subcortical {np.mean(sub):.3f} ({wall:.1f} s)", flush=True)
+
+    def msd(key: str) -> dict[str, float]:
+        xs = [s[key] for s in per_subject]
+        return {"mean": round(statistics.fmean(xs), 4), "sd": round(statistics.stdev(xs), 4) if len(xs) > 1 else 0.0}
+
+    per_roi = {n: round(statistics.fmean(s["dice"][n] for s in per_subject if n in s["dice"]), 4)
+               for n in (names[v] for v in values) if any(n in s["dice"] for s in per_subject)}
+    out = {"arm": a.name, "model": a.model, "dynunet": a.dynunet, "training": training_of(model, a.dynunet_config),
+           "subjects": len(per_subject),
+           "subject_list": a.subjects, "grid": "native (2 mm, the DLMUSE maps' grid)",
+           "all_rois": msd("mean_all"), "subcortical": msd("mean_subcortical"), "per_roi": per_roi,
+           "subcortical_names": [n for n in per_roi if is_subcortical(n)],
+           "seconds_per_subject": {"wall": msd("wall_s"), "cpu": msd("cpu_s")},
+           "threads": torch.get_num_threads(), "loadavg_end": list(os.getloadavg()), "per_subject": per_subject}
+    path = Path(a.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(path)
+    print(f"{a.name}: all ROIs {out['all_rois']['mean']:.3f} ± {out['all_rois']['sd']:.3f}, subcortical "
+          f"{out['subcortical']['mean']:.3f} ± {out['subcortical']['sd']:.3f} over {len(per_subject)} subjects -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
