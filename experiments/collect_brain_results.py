@@ -55,7 +55,7 @@ def block(runs: dict[str, dict[str, Any]]) -> str:
         t = r.get("training") or {}
         sec = r.get("seconds_per_subject", {}).get("wall")
         out.append(f"| {desc} | {t.get('steps', '–')} | {t.get('lr', '–') if t else '–'} | {_ms(r['all_rois'])} | "
-                   f"{_ms(r['subcortical'])} | {'–' if k == 'trivial' or not sec else f'{sec['mean']:.1f}'} |")
+                   f"{_ms(r['subcortical'])} | {'–' if k == 'trivial' or not sec else format(sec['mean'], '.1f')} |")
     ceil = RESULTS / "brain_grid_ceiling.json"
     if ceil.is_file():
         c = json.loads(ceil.read_text())
