@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from eval_brain import dice_per_value  # noqa: E402
+from pumit.cli.demo import dice_scores  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             soft = back[upsampled_argmax(coarse, tuple(truth.shape)).numpy()]
             near = back[labels_to_native(coarse.argmax(0).numpy(), tuple(truth.shape))]
             for key, pred in (("trilinear_scores", soft), ("nearest_labels", near)):
-                rows[f"{s:g}"][key].append(float(np.mean(list(dice_per_value(pred, truth, values).values()))))
+                rows[f"{s:g}"][key].append(dice_scores(pred, truth, {v: str(v) for v in values})["mean"])
         print(sid, {k: {m: round(v[-1], 3) for m, v in r.items()} for k, r in rows.items()}, flush=True)
     out = {"subjects": len(subjects), "subject_list": a.subjects, "native_spacing_mm": 2.0,
            "ceiling_mean_dice": {k: {m: {"mean": round(statistics.fmean(v), 4),

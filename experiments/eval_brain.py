@@ -39,15 +39,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "data"))
 
 from brain_results import SUBCORTICAL  # noqa: E402
+from pumit.cli.demo import dice_scores  # noqa: E402
 from make_brain_dataset import read_table  # noqa: E402
-
-
-def dice_per_value(pred: np.ndarray, truth: np.ndarray, values: list[int]) -> dict[int, float]:
-    """Dice of each label value present in ``truth`` (absent ones are left out)."""
-    n = int(max(pred.max(), truth.max(), max(values))) + 1
-    both = np.bincount((truth.astype(np.int64) * n + pred.astype(np.int64)).ravel(), minlength=n * n).reshape(n, n)
-    t, p = both.sum(1), both.sum(0)
-    return {v: float(2 * both[v, v] / (t[v] + p[v])) for v in values if t[v] > 0}
 
 
 def is_subcortical(name: str) -> bool:
@@ -141,13 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             res = segment_image(image, model, settings=InferenceSettings())
             pred, windows = sitk.GetArrayFromImage(res.labels), res.windows
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        d = dice_per_value(pred, truth, values)
-        all_ = [v for v in d.values()]
-        sub = [v for k, v in d.items() if is_subcortical(names[k])]
-        per_subject.append({"id": sid, "mean_all": float(np.mean(all_)), "mean_subcortical": float(np.mean(sub)),
-                            "dice": {names[k]: round(v, 4) for k, v in d.items()}, "wall_s": round(wall, 2),
+        present = set(np.unique(truth).tolist())  # a ROI absent from DLMUSE's map is skipped for this subject
+        d = dice_scores(pred, truth, {v: names[v] for v in values if v in present})
+        mean_all = d.pop("mean")
+        sub = [v for k, v in d.items() if is_subcortical(k)]
+        per_subject.append({"id": sid, "mean_all": mean_all, "mean_subcortical": float(np.mean(sub)),
+                            "dice": {k: round(v, 4) for k, v in d.items()}, "wall_s": round(wall, 2),
                             "cpu_s": round(cpu, 2), "windows": windows})
-        print(f"{sid}: all {np.mean(all_):.3f} subcortical {np.mean(sub):.3f} ({wall:.1f} s)", flush=True)
+        print(f"{sid}: all {mean_all:.3f} subcortical {np.mean(sub):.3f} ({wall:.1f} s)", flush=True)
 
     def msd(key: str) -> dict[str, float]:
         xs = [s[key] for s in per_subject]

@@ -316,7 +316,8 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
     head_img = sitk.ReadImage(str(head))
     bpred = _oriented(sitk.ReadImage(str(brain_out))).astype(np.int64)
     bref = _oriented(sitk.ReadImage(str(head_label))).astype(np.int64)
-    bdice = dice_scores(bpred, bref, {v: n for v, n in bnames.items() if v and (bref == v).any()})
+    present = set(np.unique(bref).tolist())
+    bdice = dice_scores(bpred, bref, {v: n for v, n in bnames.items() if v and v in present})
     named = {n: round(bdice[n], 3) for n in BRAIN_NAMED if n in bdice}
     summary["brain_parcellation"] = {
         "input": head.name, "output": brain_out.name, "montage": brain_out.name.replace(".nii.gz", ".png"),

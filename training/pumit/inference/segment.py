@@ -177,7 +177,7 @@ def _segment(
             on_windows=lambda d, t: span.update(d / t, f"window {d}/{t}"),
         )
         assert isinstance(logits, torch.Tensor)
-        index = upsampled_argmax(logits[0], prep.native_shape) if prep.resampled else logits[0].argmax(0)
+        index = upsampled_argmax(logits[0], prep.native_shape)  # the plain argmax when nothing was resampled
         labels = index.to(torch_dtype).cpu().numpy()
         labels = lut[labels] if lut is not None else labels.astype(np_dtype, copy=False)
         probs = torch.softmax(logits[0], 0).float().cpu().numpy() if want_probs else None
