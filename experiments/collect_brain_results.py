@@ -20,7 +20,9 @@ DOCS = (ROOT / "docs" / "brain.md", ROOT / "docs" / "results.md")
 ARMS = (
     ("trivial", "trivial: DLMUSE's own brain mask, every voxel the most frequent ROI"),
     ("dynunet-f100", "MONAI DynUNet, nnU-Net 3d_fullres rules, from scratch"),
-    ("scratch-f100", "ours (SPAD-ViT, light decoder), from scratch"),
+    ("unetr-f100", "MONAI UNETR (12 blocks, patch 16, the SPAD-ViT's width and heads), from scratch"),
+    ("scratch-f100", "ours (SPAD-ViT, light decoder, 1 block per level), from scratch"),
+    ("scratch-rb2-f100", "ours, light decoder with 2 blocks per level (the new default), from scratch"),
     ("pretrained-f100", "ours, from the MIM backbone"),
     ("shipped", "ours, from the MIM backbone, longer (**shipped** `pumit-ref-brain-parcellation-v0.1.0`)"),
 )

@@ -101,7 +101,15 @@ def build_arm(arm: str, cfg: dict[str, Any], labels: dict[str, str], in_channels
         else:
             sub["adapter_channels"], sub["stem_channels"] = cfg.get("light_adapter_channels"), cfg.get("light_stem_channels")
             sub["conv_levels"] = int(cfg.get("light_conv_levels") or 0)
-        return build_segmenter(sub, labels, in_channels)
+            sub["blocks_per_level"] = int(cfg.get("light_blocks_per_level") or 1)  # 1: the design of the earlier rounds
+        model = build_segmenter(sub, labels, in_channels)
+        if cfg.get("light_plain_extra_blocks"):  # round-3 ablation: the extra blocks without their skip connection
+            from pumit.models.segmentation import _ResidualBlock
+
+            for m in model.modules():
+                if isinstance(m, _ResidualBlock):
+                    m.forward = m.block.forward  # type: ignore[method-assign]
+        return model
     if arm == "dynunet":
         net, stride = nnunet_dynunet(in_channels, n, roi, spacing)
         return SpacingIgnoring(net, max(stride, 16), n)

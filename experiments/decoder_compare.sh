@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The decoder comparison of docs/results.md ("Segmentation decoders"), round 2 (2026-12-02): every command that
-# produced experiments/results/decoder2-*.json, one run per core (OMP_NUM_THREADS=1). Round 1 (decoder-*.json,
+# The decoder comparison of docs/results.md ("Segmentation decoders"), rounds 2 and 3 (2026-12-02): every command
+# that produced experiments/results/decoder2-*.json and decoder3-*.json, one run per core (OMP_NUM_THREADS=1). Round 1 (decoder-*.json,
 # lr 0.0003-0.003 only) is reproduced exactly by the same seed here. Runs are appended to their --out file and a
 # run already there is skipped, so the script can be stopped and restarted. Then:
 #   python experiments/collect_decoder_results.py
@@ -48,3 +48,21 @@ $DB --out $R/decoder2-brain-light-conv2.json --work runs/dc/work-brain-lightc2 -
 $DB --out $R/decoder2-brain-unet.json --work runs/dc/work-brain-unet --arms unet --lrs 0.01
 $DB --out $R/decoder2-brain-unetr.json --work runs/dc/work-brain-unetr --arms unetr --lrs 0.01
 $DB --out $R/decoder2-brain-dynunet.json --work runs/dc/work-brain-dynunet --arms dynunet --lrs 0.003
+# --- round 3: blocks per light level (the extra ones residual): light_blocks_per_level (1 = rounds 1-2's design)
+B2="--config-override light_conv_levels=2 light_blocks_per_level=2"
+$DH --out $R/decoder3-hippocampus-light-conv2-rerun.json --work runs/dc/work-repro --arms light --lrs 0.01 \
+    --variant conv2-rerun $C2
+$DH --out $R/decoder3-hippocampus-light-conv2-b2plain.json --work runs/dc/work-v1 --arms light --lrs 0.01 \
+    --variant conv2-b2 $B2 light_plain_extra_blocks=true
+$DH --out $R/decoder3-hippocampus-light-conv2-rb2.json --work runs/dc/work-v2 --arms light --lrs 0.003 0.01 0.03 \
+    --variant conv2-rb2 $B2
+$DH --out $R/decoder3-hippocampus-light-conv2-rb2.json --work runs/dc/work-v2 --arms light --lrs 0.01 --seeds 1 2 \
+    --variant conv2-rb2 $B2
+$DH --out $R/decoder3-hippocampus-light-variants.json --work runs/dc/work-v3 --arms light --lrs 0.01 \
+    --variant conv2-rb3 --config-override light_conv_levels=2 light_blocks_per_level=3
+$DH --out $R/decoder3-hippocampus-light-variants.json --work runs/dc/work-v3 --arms light --lrs 0.01 \
+    --variant conv3-rb2 --config-override light_conv_levels=3 light_blocks_per_level=2
+$DH --out $R/decoder3-hippocampus-light-variants.json --work runs/dc/work-v3 --arms light --lrs 0.01 \
+    --variant conv2-rb2-wide $B2 "light_adapter_channels=[32,64,96,128]" "light_stem_channels=[16]"
+$DH --out $R/decoder3-hippocampus-1000-light-conv2-rb2.json --work runs/dc/work-v4-1000 --arms light --lrs 0.01 \
+    --seeds 0 1 2 --max-steps 1000 --variant conv2-rb2 $B2

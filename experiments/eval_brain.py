@@ -4,13 +4,16 @@
         --out experiments/results/brain-eval-ours-pretrained.json
     python experiments/eval_brain.py --model MODEL_DIR --dynunet runs/brain/dynunet-f100/dynunet-lr0.003-s0 \\
         --name dynunet --out experiments/results/brain-eval-dynunet.json
+    python experiments/eval_brain.py --model MODEL_DIR --dynunet runs/brain/unetr-f100/unetr-lr0.01-s0 \\
+        --baseline-arm unetr --name unetr --out experiments/results/brain-eval-unetr-f100.json
 
 Every subject of ``--subjects`` (default the validation split ``experiments/data/brain_val.txt``) is read from
 ``--data`` (``t1/<id>_T1.nii.gz``, ``dlmuse_seg/<id>_T1_DLMUSE.nii.gz``: the original files, 2 mm) and
 segmented with :func:`pumit.inference.segment.segment_image` and the default :class:`InferenceSettings` (the
 product path: resampling to the model's 3 mm grid, sliding window, logits resampled back before the argmax,
-MUSE label values). ``--dynunet RUN`` runs a DynUNet of ``decoder_compare.py`` (its ``model.safetensors``)
-through exactly the same path, in place of ``MODEL_DIR``'s network: only the network differs. ``--trivial``
+MUSE label values). ``--dynunet RUN`` runs a MONAI baseline of ``decoder_compare.py`` (its ``model.safetensors``;
+``--baseline-arm``: ``dynunet``, the default, or ``unetr``) through exactly the same path, in place of
+``MODEL_DIR``'s network: only the network differs. ``--trivial``
 (no model): the trivial baseline, every voxel of DLMUSE's own brain mask called the subject's most frequent ROI
 (it is given the brain outline, which no model is).
 
@@ -47,8 +50,9 @@ def is_subcortical(name: str) -> bool:
     return re.sub(r"_[RL]$", "", name) in SUBCORTICAL
 
 
-def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str) -> Any:
-    """The :class:`LoadedModel` of ``model_dir``, with its network swapped for a DynUNet run's if given."""
+def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str, arm: str = "dynunet") -> Any:
+    """The :class:`LoadedModel` of ``model_dir``, with its network swapped for a MONAI baseline run's if given
+    (``arm``: ``dynunet`` or ``unetr``, built by ``decoder_compare.build_arm`` from ``dynunet_config``)."""
     import torch
 
     from pumit.inference.modelinfo import load_model
@@ -59,7 +63,7 @@ def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str) -> Any:
     import yaml
     from safetensors.torch import load_model as load_weights
 
-    from decoder_compare import SpacingIgnoring, nnunet_dynunet
+    from decoder_compare import build_arm
 
     cfg = yaml.safe_load(Path(dynunet_config).read_text())
     roi = tuple(int(v) for v in cfg["roi"])
@@ -67,24 +71,27 @@ def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str) -> Any:
     if list(roi) != list(model.meta["input"]["roi"]) or list(spacing) != list(model.meta["input"]["spacing"]):
         raise SystemExit(f"the DynUNet config's roi/spacing {roi}/{spacing} differ from {model_dir}'s "
                          f"{model.meta['input']['roi']}/{model.meta['input']['spacing']}: not the same protocol")
-    net, stride = nnunet_dynunet(1, model.num_classes, roi, spacing)  # type: ignore[arg-type]
-    wrapper = SpacingIgnoring(net, max(stride, 16), model.num_classes)
+    labels = {str(i): str(i) for i in range(model.num_classes)}
+    wrapper = build_arm(arm, cfg, labels, 1, roi, spacing)  # type: ignore[arg-type]
     load_weights(wrapper, str(Path(dynunet) / "model.safetensors"))  # strict: every key, no unexpected ones
+    stride = wrapper.total_stride
     wrapper.required_divisor = lambda sp: (stride, stride, stride)  # type: ignore[attr-defined]
     torch.nn.Module.eval(wrapper)
-    return dataclasses.replace(model, module=wrapper, model_id=f"dynunet:{Path(dynunet).name}")
+    return dataclasses.replace(model, module=wrapper, model_id=f"{arm}:{Path(dynunet).name}")
 
 
 def training_of(model: Any, dynunet_config: str) -> dict[str, Any] | None:
     """Steps, learning rate, seed and initial weights of the evaluated network (None for the trivial arm)."""
     if model is None:
         return None
-    if str(model.model_id).startswith("dynunet:"):
+    if str(model.model_id).startswith(("dynunet:", "unetr:")):
         import yaml
 
         cfg = yaml.safe_load(Path(dynunet_config).read_text())
         lr = re.search(r"-lr([0-9.e-]+)-s(\d+)$", model.model_id)
-        return {"network": "MONAI DynUNet, nnU-Net 3d_fullres rules", "steps": int(cfg["max_steps"]),
+        network = ("MONAI DynUNet, nnU-Net 3d_fullres rules" if model.model_id.startswith("dynunet:")
+                   else "MONAI UNETR (patch 16, 12 blocks, the SPAD-ViT's width and heads)")
+        return {"network": network, "steps": int(cfg["max_steps"]),
                 "lr": float(lr.group(1)) if lr else None, "seed": int(lr.group(2)) if lr else None,
                 "base_model": None, "batch_size": int(cfg["batch_size"])}
     t = model.meta.get("training", {})
@@ -98,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a packaged brain model folder (or built-in id)")
     ap.add_argument("--trivial", action="store_true", help="the trivial baseline instead of a model")
-    ap.add_argument("--dynunet", default=None, help="a decoder_compare.py DynUNet run folder (model.safetensors)")
+    ap.add_argument("--dynunet", default=None, help="a decoder_compare.py baseline run folder (model.safetensors)")
+    ap.add_argument("--baseline-arm", default="dynunet", choices=("dynunet", "unetr"),
+                    help="the network of the --dynunet run (default dynunet)")
     ap.add_argument("--dynunet-config", default=str(HERE / "configs" / "brain_dynunet.yaml"))
     ap.add_argument("--name", required=True, help="the arm's name in the results")
     ap.add_argument("--subjects", default=str(HERE / "data" / "brain_val.txt"))
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     values = sorted(names)
     subjects = [s.strip() for s in Path(a.subjects).read_text().split() if s.strip()]
     subjects = subjects[: a.limit] if a.limit else subjects
-    model = None if a.trivial else load_arm(a.model, a.dynunet, a.dynunet_config)
+    model = None if a.trivial else load_arm(a.model, a.dynunet, a.dynunet_config, a.baseline_arm)
     data = Path(a.data)
     per_subject: list[dict[str, Any]] = []
     for sid in subjects:

@@ -129,3 +129,18 @@ if [ "$SHIP_STEPS" -gt 0 ]; then
     $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "shipped (pre-trained, $SHIP_STEPS steps)" \
         --out "$RESULTS/brain-eval-shipped.json"
 fi
+
+# --- 8. issue 13's decoder arms on this task (100 %, same steps, data and evaluation; EXTRA_ARMS=0 skips them):
+# MONAI UNETR at its best hippocampus lr, and our scratch arm with 2 blocks per light level (the new default)
+if [ "${EXTRA_ARMS:-1}" = 1 ] && [ "$SMOKE" != 1 ]; then
+    $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms unetr --data "$DATA/processed/manifest_frac100.jsonl" \
+        --lrs "${LR_UNETR:-0.01}" --max-steps "$STEPS" --work "$OUT/unetr-f100" --out "$RESULTS/brain-unetr-f100.json"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-f100" --dynunet "$OUT/unetr-f100/unetr-lr${LR_UNETR:-0.01}-s0" \
+        --baseline-arm unetr --name unetr-f100 --out "$RESULTS/brain-eval-unetr-f100.json"
+    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
+        --lr "$BEST_SCR" --max-steps "$STEPS" --val-check-interval "$STEPS" --blocks-per-level 2 \
+        --output "$OUT/scratch-rb2-f100-lr$BEST_SCR"
+    $PY experiments/brain_package.py --model "$OUT/scratch-rb2-f100-lr$BEST_SCR/model" --out "$OUT/packaged/scratch-rb2-f100"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-rb2-f100" --name scratch-rb2-f100 \
+        --out "$RESULTS/brain-eval-scratch-rb2-f100.json"
+fi

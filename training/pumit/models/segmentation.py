@@ -18,7 +18,10 @@ Two decoders (``SegmenterConfig.decoder``; a config without the field is ``"unet
   block each, and are merged in the decoder by **addition** + one conv block (a light learned
   upsampling). ``conv_levels = k`` (light only) continues the stem as a small CNN encoder into the first ``k``
   ViT-derived levels (``p−2 …``, at the adapter's channels) and **adds** it to the adapter output there, so
-  local detail does not have to come from the tokens alone. Per 64×128×128 window of a ViT-B it costs a small fraction of the U-Net decoder's
+  local detail does not have to come from the tokens alone. ``blocks_per_level = n`` (light only; default 2 for
+  new configs, 1 for configs saved before the field) adds ``n − 1`` **residual** SAC conv blocks to every stem
+  and decoder level (plain extra blocks slowed convergence; residual ones raised hippocampus Dice,
+  ``docs/results.md``). Per 64×128×128 window of a ViT-B it costs a small fraction of the U-Net decoder's
   FLOPs (``docs/benchmarks.md``); the ViT (and so any pre-trained ViT checkpoint) is identical.
 
 Input ``(B, C, D, H, W)`` with spacing; output logits ``(B, num_classes, D, H, W)``. The input size must
@@ -61,11 +64,16 @@ DEFAULT_CHANNELS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 #: Default ``conv_levels`` per decoder for new configs (a saved config without the field has 0: the design before it).
 DEFAULT_CONV_LEVELS: dict[str, int] = {"unet": 0, "light": 2}
 
+#: Default ``blocks_per_level`` per decoder for new configs (a saved config without the field has 1: the design
+#: before it; the U-Net decoder's two blocks per level are fixed).
+DEFAULT_BLOCKS_PER_LEVEL: dict[str, int] = {"unet": 1, "light": 2}
+
 
 @dataclass
 class SegmenterConfig:
-    """Segmenter architecture. ``adapter_channels`` / ``stem_channels`` / ``conv_levels`` ``None`` = the decoder's
-    defaults (:data:`DEFAULT_CHANNELS`, :data:`DEFAULT_CONV_LEVELS`)."""
+    """Segmenter architecture. ``adapter_channels`` / ``stem_channels`` / ``conv_levels`` / ``blocks_per_level``
+    ``None`` = the decoder's defaults (:data:`DEFAULT_CHANNELS`, :data:`DEFAULT_CONV_LEVELS`,
+    :data:`DEFAULT_BLOCKS_PER_LEVEL`)."""
 
     vit: ViTConfig = field(default_factory=ViTConfig)
     num_classes: int = 2
@@ -74,6 +82,7 @@ class SegmenterConfig:
     stem_channels: tuple[int, ...] | None = None
     decoder: str = "unet"
     conv_levels: int | None = None
+    blocks_per_level: int | None = None
 
     def __post_init__(self) -> None:
         self.decoder = str(self.decoder or "unet").lower()
@@ -97,6 +106,12 @@ class SegmenterConfig:
             raise InputError(f"conv_levels must be 0 … 3 (the ViT-derived levels below the tokens), got {self.conv_levels}")
         if self.conv_levels and self.decoder != "light":
             raise InputError("conv_levels needs the light decoder")
+        self.blocks_per_level = (DEFAULT_BLOCKS_PER_LEVEL[self.decoder] if self.blocks_per_level is None
+                                 else int(self.blocks_per_level))
+        if not 1 <= self.blocks_per_level <= 3:
+            raise InputError(f"blocks_per_level must be 1 … 3, got {self.blocks_per_level}")
+        if self.blocks_per_level != 1 and self.decoder != "light":
+            raise InputError("blocks_per_level needs the light decoder (the U-Net decoder always runs two blocks)")
         self.adapter_channels = tuple(self.adapter_channels)  # type: ignore[assignment]
         if self.feature_layers is None:
             self.feature_layers = default_feature_layers(self.vit.depth)
@@ -113,6 +128,7 @@ class SegmenterConfig:
             "stem_channels": list(self.stem_channels or ()),
             "decoder": self.decoder,
             "conv_levels": self.conv_levels,
+            "blocks_per_level": self.blocks_per_level,
         }
 
     @classmethod
@@ -124,6 +140,7 @@ class SegmenterConfig:
                 d[k] = tuple(d[k])
         d.setdefault("decoder", "unet")  # configs saved before the light decoder existed
         d.setdefault("conv_levels", 0)  # configs saved before conv_levels existed
+        d.setdefault("blocks_per_level", 1)  # configs saved before blocks_per_level existed
         if d["decoder"] == "unet":  # old configs always carry their channels; keep the old defaults otherwise
             d.setdefault("adapter_channels", DEFAULT_CHANNELS["unet"][0])
             d.setdefault("stem_channels", DEFAULT_CHANNELS["unet"][1])
@@ -190,33 +207,53 @@ class _LightAdapter(nn.Module):
         return x, spacing
 
 
+class _ResidualBlock(nn.Module):
+    """``x + SACConvBlock(x)``: extra depth of a light level (``blocks_per_level``) that does not slow convergence."""
+
+    forward_spacing = True
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = SACConvBlock(channels, channels)
+
+    def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:
+        y, s = self.block(x, spacing)
+        return x + y, s
+
+
 class _LightUpBlock(nn.Module):
     """SAC ×2 upsampling → merge the skip (concatenation, or addition for ``add``) → one SAC conv block."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, add: bool):
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, add: bool, blocks: int = 1):
         super().__init__()
         if add and skip_channels != out_channels:
             raise ValueError(f"an additive skip needs {out_channels} channels, got {skip_channels}")
         self.add = add
         self.up = SACUpsample(in_channels, out_channels, 2)
         self.conv = SACConvBlock(out_channels if add else out_channels + skip_channels, out_channels)
+        self.extra = nn.ModuleList(_ResidualBlock(out_channels) for _ in range(blocks - 1))
 
     def forward(self, x: torch.Tensor, spacing: Spacing, skip: torch.Tensor, skip_spacing: Spacing) -> tuple[torch.Tensor, Spacing]:
         x, s = self.up(x, spacing, skip_spacing[0])
         if x.shape[2:] != skip.shape[2:]:  # a bug, not a user error: the SAC rule must land on the skip grid
             raise RuntimeError(f"decoder level {tuple(x.shape[2:])} does not match skip {tuple(skip.shape[2:])}")
-        return self.conv(x + skip if self.add else torch.cat([x, skip], dim=1), s)
+        y, s = self.conv(x + skip if self.add else torch.cat([x, skip], dim=1), s)
+        for block in self.extra:
+            y, s = block(y, s)
+        return y, s
 
 
-def _build_stem(decoder: str, in_channels: int, channels: tuple[int, ...]) -> nn.ModuleList:
+def _build_stem(decoder: str, in_channels: int, channels: tuple[int, ...], blocks: int = 1) -> nn.ModuleList:
     """Stem levels 0 … p−3. ``unet``: two conv blocks per level (level ≥ 1 starts with a SAC ×2
-    downsampling); ``light``: level 0 one conv block, level ≥ 1 a SAC ×2 downsampling + one conv block."""
+    downsampling); ``light``: level 0 ``blocks`` conv blocks, level ≥ 1 a SAC ×2 downsampling + ``blocks`` conv
+    blocks."""
     stem: list[nn.Module] = []
     prev = in_channels
     for lvl, c in enumerate(channels):
         if decoder == "light":
             first: nn.Module = SACDownsample(prev, c, 2) if lvl else SACConvBlock(prev, c)
-            stem.append(nn.ModuleList([first, SACConvBlock(c, c)] if lvl else [first]))
+            layers = [first, SACConvBlock(c, c)] if lvl else [first]
+            stem.append(nn.ModuleList(layers + [_ResidualBlock(c) for _ in range(blocks - 1)]))
         else:
             stem.append(nn.ModuleList([SACDownsample(prev, c, 2) if lvl else SACConvBlock(prev, c), SACConvBlock(c, c)]))
         prev = c
@@ -237,12 +274,14 @@ class SpadViTSegmenter(nn.Module):
         chans = list(cfg.stem_channels) + list(cfg.adapter_channels)  # channels per level 0 … p+1
         self.level_channels = chans
         self.stem = _build_stem(cfg.decoder, cfg.vit.in_channels,
-                                tuple(cfg.stem_channels or ()) + tuple(cfg.adapter_channels[: cfg.conv_levels]))
+                                tuple(cfg.stem_channels or ()) + tuple(cfg.adapter_channels[: cfg.conv_levels]),
+                                cfg.blocks_per_level)
         adapter = _LightAdapter if cfg.decoder == "light" else _Adapter
         self.adapters = nn.ModuleList(adapter(cfg.vit.embed_dim, c, ups) for c, ups in zip(cfg.adapter_channels, (2, 1, 0, -1)))
         n_stem = len(cfg.stem_channels or ())
         if cfg.decoder == "light":
-            blocks: list[nn.Module] = [_LightUpBlock(chans[lvl + 1], chans[lvl], chans[lvl], add=lvl < n_stem)
+            blocks: list[nn.Module] = [_LightUpBlock(chans[lvl + 1], chans[lvl], chans[lvl], add=lvl < n_stem,
+                                                     blocks=cfg.blocks_per_level)
                                        for lvl in range(self.num_levels - 1)]
         else:
             blocks = [_UpBlock(chans[lvl + 1], chans[lvl], chans[lvl]) for lvl in range(self.num_levels - 1)]

@@ -319,6 +319,8 @@ _SEGMENT = [
     _opt("conv_levels", NoneOrInt, "light decoder: continue the conv stem into this many ViT-derived levels and add "
          "it there (0 = tokens only; none: the decoder's default, light 2, unet 0); see docs/benchmarks.md", None,
          metavar="K", group="model"),
+    _opt("blocks_per_level", NoneOrInt, "light decoder: SAC conv blocks per level, the extra ones residual (none: the "
+         "decoder's default, light 2); see docs/results.md", None, metavar="N", group="model"),
 ]
 
 JOB_OPTIONS: dict[str, list[Option]] = {
@@ -332,7 +334,7 @@ JOB_HELP: dict[str, str] = {
     "tokenizer": "train the universal visual tokenizer (L1 + perceptual + gated GAN + prior regularization)",
     "mim": "pre-train SPAD-ViT by masked image modeling against a frozen tokenizer's soft tokens",
     "classify": "fine-tune SPAD-ViT for classification (AUC/ACC, best-val checkpoint)",
-    "segment": "fine-tune SPAD-ViT + U-Net decoder for segmentation (DiceCE, sliding-window Dice)",
+    "segment": "fine-tune SPAD-ViT + a segmentation decoder (light by default, or U-Net) with DiceCE and sliding-window Dice",
 }
 
 GROUP_TITLES: dict[str, str] = {

@@ -81,7 +81,8 @@ def build_segmenter(cfg: dict[str, Any], labels: dict[str, str], in_channels: in
     adapter, stem = cfg.get("adapter_channels"), cfg.get("stem_channels")
     seg_over = dict(num_classes=num_classes, decoder=str(cfg.get("decoder") or "light"),
                     adapter_channels=tuple(adapter) if adapter else None, stem_channels=tuple(stem) if stem else None,
-                    conv_levels=None if cfg.get("conv_levels") is None else int(cfg["conv_levels"]))
+                    conv_levels=None if cfg.get("conv_levels") is None else int(cfg["conv_levels"]),
+                    blocks_per_level=None if cfg.get("blocks_per_level") is None else int(cfg["blocks_per_level"]))
     if not cfg.get("base_model"):
         return SpadViTSegmenter(SegmenterConfig(vit=vit_config_from(cfg, in_channels=in_channels), **seg_over))
     if base is None:

@@ -144,3 +144,44 @@ def test_light_decoder_trains(conv_levels):
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_blocks_per_level_adds_residual_blocks_and_old_configs_keep_one():
+    """``blocks_per_level`` (light): new configs default to 2; a config saved before the field has 1 (the design then);
+    the extra blocks are residual, so with their weights zeroed (a block's norm bias 0 → LeakyReLU(0) = 0) the model
+    equals the one-block model it extends."""
+    from pumit.models.segmentation import DEFAULT_BLOCKS_PER_LEVEL
+
+    vit = ViTConfig(embed_dim=32, depth=4, num_heads=2, patch_size=8)
+    new = SegmenterConfig(vit=vit, num_classes=3, decoder="light")
+    assert new.blocks_per_level == DEFAULT_BLOCKS_PER_LEVEL["light"] == 2
+    assert SegmenterConfig.from_dict(new.to_dict()) == new
+    old = {k: v for k, v in new.to_dict().items() if k != "blocks_per_level"}
+    assert SegmenterConfig.from_dict(old).blocks_per_level == 1
+    assert SegmenterConfig(vit=vit, decoder="unet").blocks_per_level == 1
+    with pytest.raises(InputError, match="blocks_per_level needs the light decoder"):
+        SegmenterConfig(vit=vit, decoder="unet", blocks_per_level=2)
+    with pytest.raises(InputError, match="blocks_per_level must be 1"):
+        SegmenterConfig(vit=vit, decoder="light", blocks_per_level=0)
+
+    one, two = tiny("light", blocks_per_level=1), tiny("light", blocks_per_level=2)
+    extra = set(two.state_dict()) - set(one.state_dict())
+    assert extra and all(".extra." in k or k.startswith("stem.") for k in extra), extra
+    assert set(one.state_dict()) <= set(two.state_dict())
+    state = two.state_dict()
+    state.update(one.state_dict())
+    two.load_state_dict(state)
+    x = torch.randn(1, 1, 16, 32, 32)
+    one.eval(), two.eval()
+    with torch.no_grad():
+        for name, prm in two.named_parameters():
+            if name in extra and "norm" in name:
+                prm.zero_()  # GroupNorm weight and bias 0: the residual branch outputs exactly 0
+        torch.testing.assert_close(two(x, (1.0, 1.0, 1.0)), one(x, (1.0, 1.0, 1.0)))
+        for name, prm in two.named_parameters():
+            if name in extra:
+                prm.add_(0.3)
+        assert not torch.allclose(two(x, (1.0, 1.0, 1.0)), one(x, (1.0, 1.0, 1.0)))
+    for spacing, shape in (((4.0, 0.8, 0.8), (4, 32, 48)), ((PLANAR_THICKNESS, 1.0, 1.0), (1, 32, 32))):
+        with torch.no_grad():
+            assert two(torch.randn(1, 1, *shape), spacing).shape == (1, 3, *shape)
