@@ -87,6 +87,10 @@ def run_device(device: torch.device, args: argparse.Namespace, log=print) -> dic
                 # 512x512x200 is measured (every window) unless --full-windows K asks for an extrapolation from K windows
                 full_windows = args.full_windows
                 variants = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+                if not cuda and bench_segmentation._resolved_precision(device, "auto") != "bf16":
+                    # no native bf16 on this CPU: emulated bf16 is many times slower, and no default uses it here
+                    variants = variants[:2]
+                    log("[cpu] no native bf16 on this CPU: window timings in fp32 only")
                 recs, cmps, notes = bench_segmentation.run(
                     device, size=seg_size, repeats=seg_repeats, warmup=warmup, overlap=args.overlap, precisions=precisions,
                     window_variants=variants, bf16_window_models="all",
