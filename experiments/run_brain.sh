@@ -144,3 +144,18 @@ if [ "${EXTRA_ARMS:-1}" = 1 ] && [ "$SMOKE" != 1 ]; then
     $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-rb2-f100" --name scratch-rb2-f100 \
         --out "$RESULTS/brain-eval-scratch-rb2-f100.json"
 fi
+
+# --- 9. the shipped v0.2.0: the v0.1.0 model (step 7's run; V010=MODEL_DIR names another) trained CONTINUE_STEPS
+# (3000) more steps at lr 0.003 on the same data, packaged and evaluated the same way (CONTINUE_STEPS=0 skips it)
+CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
+if [ "$CONTINUE_STEPS" -gt 0 ]; then
+    V010=${V010:-$OUT/long-pretrained-f100-lr$BEST_PRE/model}
+    [ -d "$V010" ] || { echo "step 9 needs the v0.1.0 model: $V010 not found (run step 7 or set V010)" >&2; exit 1; }
+    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
+        --base-model "$V010" --lr 0.003 --max-steps "$CONTINUE_STEPS" --val-check-interval "$CONTINUE_STEPS" \
+        --output "$OUT/cont-v010-lr0.003-$CONTINUE_STEPS"
+    $PY experiments/brain_package.py --model "$OUT/cont-v010-lr0.003-$CONTINUE_STEPS/model" \
+        --out "$OUT/packaged/shipped-v0.2.0"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped-v0.2.0" \
+        --name "shipped v0.2.0 (v0.1.0 + $CONTINUE_STEPS steps, lr 0.003)" --out "$RESULTS/brain-eval-shipped-v0.2.0.json"
+fi

@@ -25,10 +25,11 @@ DEMO = assets_dir() / "demo"
 HEAD, HEAD_DLMUSE = DEMO / "ixi052_t1_2mm.nii.gz", DEMO / "ixi052_t1_2mm_dlmuse.nii.gz"
 TABLE = REPO / "training" / "pumit" / "assets" / "labels" / "muse_dlmuse_labels.csv"
 CPU = InferenceSettings(device="cpu")
-#: mean Dice over the ROIs against DLMUSE on a training subject that the shipped model must reach. v0.1.0 scores
-#: 0.630 on IXI012-HH-1211 (a trivial parcellation 0.001; a broken export, label mapping or orientation near 0).
-#: Issue 12 asks for 0.75: v0.1.0 does not reach it (docs/brain.md), so the floor guards the export, not the goal.
-HELD_IN_FLOOR = 0.55
+#: mean Dice over the ROIs against DLMUSE on a training subject that the shipped model must reach. v0.2.0 scores
+#: 0.727 on IXI012-HH-1211 (v0.1.0 0.630, a trivial parcellation 0.001; a broken export, label mapping or
+#: orientation near 0). Issue 12 asks for 0.75: v0.2.0 does not reach it (docs/brain.md), so the floor guards the
+#: export and v0.2.0's gain over v0.1.0, not the goal.
+HELD_IN_FLOOR = 0.68
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_beats_a_trivial_parcellation_on_the_held_out_demo_head(demo_result):
     # trivial: every brain voxel called the most frequent ROI (what a model without anatomy would score)
     values, counts = np.unique(truth[truth > 0], return_counts=True)
     trivial = mean_dice(np.where(truth > 0, values[np.argmax(counts)], 0), truth)
-    assert ours > 100 * trivial and ours > 0.5, (ours, trivial)  # v0.1.0: 0.6, trivial 0.001
+    assert ours > 100 * trivial and ours > 0.5, (ours, trivial)  # v0.2.0: 0.73 (v0.1.0 0.6), trivial 0.001
     # the brain, as a whole, is where DLMUSE puts it
     assert mean_dice((pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8)) > 0.85
 
