@@ -11,7 +11,7 @@ Every subject of ``--subjects`` (default the validation split ``experiments/data
 ``--data`` (``t1/<id>_T1.nii.gz``, ``dlmuse_seg/<id>_T1_DLMUSE.nii.gz``: the original files, 2 mm) and
 segmented with :func:`pumit.inference.segment.segment_image` and the default :class:`InferenceSettings` (the
 product path: resampling to the model's 3 mm grid, sliding window, logits resampled back before the argmax,
-MUSE label values). ``--dynunet RUN`` runs a MONAI baseline of ``decoder_compare.py`` (its ``model.safetensors``;
+MUSE label values). ``--baseline RUN`` (older name ``--dynunet``) runs a MONAI baseline of ``decoder_compare.py`` (its ``model.safetensors``;
 ``--baseline-arm``: ``dynunet``, the default, or ``unetr``) through exactly the same path, in place of
 ``MODEL_DIR``'s network: only the network differs. ``--trivial``
 (no model): the trivial baseline, every voxel of DLMUSE's own brain mask called the subject's most frequent ROI
@@ -69,7 +69,7 @@ def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str, arm: str 
     roi = tuple(int(v) for v in cfg["roi"])
     spacing = tuple(float(v) for v in cfg["target_spacing"])
     if list(roi) != list(model.meta["input"]["roi"]) or list(spacing) != list(model.meta["input"]["spacing"]):
-        raise SystemExit(f"the DynUNet config's roi/spacing {roi}/{spacing} differ from {model_dir}'s "
+        raise SystemExit(f"the {arm} baseline config's roi/spacing {roi}/{spacing} differ from {model_dir}'s "
                          f"{model.meta['input']['roi']}/{model.meta['input']['spacing']}: not the same protocol")
     labels = {str(i): str(i) for i in range(model.num_classes)}
     wrapper = build_arm(arm, cfg, labels, 1, roi, spacing)  # type: ignore[arg-type]
@@ -105,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a packaged brain model folder (or built-in id)")
     ap.add_argument("--trivial", action="store_true", help="the trivial baseline instead of a model")
-    ap.add_argument("--dynunet", default=None, help="a decoder_compare.py baseline run folder (model.safetensors)")
+    ap.add_argument("--baseline", "--dynunet", dest="dynunet", default=None, metavar="RUN",
+                    help="a decoder_compare.py baseline run folder (model.safetensors); --dynunet is the older name")
     ap.add_argument("--baseline-arm", default="dynunet", choices=("dynunet", "unetr"),
-                    help="the network of the --dynunet run (default dynunet)")
-    ap.add_argument("--dynunet-config", default=str(HERE / "configs" / "brain_dynunet.yaml"))
+                    help="the network of the --baseline run (default dynunet)")
+    ap.add_argument("--baseline-config", "--dynunet-config", dest="dynunet_config",
+                    default=str(HERE / "configs" / "brain_dynunet.yaml"),
+                    help="the decoder_compare.py config the baseline was trained with (brain_dynunet.yaml for both arms)")
     ap.add_argument("--name", required=True, help="the arm's name in the results")
     ap.add_argument("--subjects", default=str(HERE / "data" / "brain_val.txt"))
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "ixi_t1_dlmuse"))
