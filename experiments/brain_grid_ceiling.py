@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from pumit.cli.demo import dice_scores  # noqa: E402
+from pumit.metrics import dice_scores  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

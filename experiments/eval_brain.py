@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "data"))
 
 from brain_results import SUBCORTICAL  # noqa: E402
-from pumit.cli.demo import dice_scores  # noqa: E402
+from pumit.metrics import dice_scores  # noqa: E402
 from make_brain_dataset import read_table  # noqa: E402
 
 

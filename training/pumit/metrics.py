@@ -1,4 +1,5 @@
-"""Honest reconstruction metrics: what a reconstruction keeps of an image, measured against a flat image.
+"""Honest reconstruction metrics: what a reconstruction keeps of an image, measured against a flat image;
+and label overlap (:func:`dice_scores`) for segmentations.
 
 A PSNR alone says little: with the input's value range as the peak, a constant image at the input's mean
 already scores 19–25 dB on typical scans. :func:`reconstruction_metrics` therefore reports, on the *same
@@ -112,6 +113,21 @@ def reconstruction_metrics(reference: np.ndarray, recon: np.ndarray) -> dict[str
         "psnr_constant_db": pc,
         "psnr_gain_db": gain,
     }
+
+
+def dice_scores(pred: Any, ref: Any, labels: dict[int, str]) -> dict[str, float]:
+    """Dice per foreground label of ``labels`` (value → name; 0 is skipped) and their ``mean`` between two integer
+    label arrays of the same shape (any dimensionality). A label absent from both is NaN and left out of the mean."""
+    out: dict[str, float] = {}
+    for v, name in labels.items():
+        if v == 0:
+            continue
+        a, b = pred == v, ref == v
+        denom = int(a.sum()) + int(b.sum())
+        out[name] = float(2.0 * np.logical_and(a, b).sum() / denom) if denom else float("nan")
+    vals = [x for x in out.values() if not math.isnan(x)]
+    out["mean"] = float(sum(vals) / len(vals)) if vals else float("nan")
+    return out
 
 
 def rounded(metrics: dict[str, float], digits: int = 4) -> dict[str, Any]:

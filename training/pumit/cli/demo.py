@@ -24,7 +24,6 @@ from dataclasses import replace
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -106,22 +105,6 @@ def _demo_file(name: str) -> Path:
     if not p.is_file():
         raise ModelError(f"demo image {p} is missing (broken installation: reinstall pumit)")
     return p
-
-
-def dice_scores(pred: Any, ref: Any, labels: dict[int, str]) -> dict[str, float]:
-    """Dice per foreground label (and ``mean``) between two integer arrays of the same shape."""
-    import numpy as np
-
-    out: dict[str, float] = {}
-    for v, name in labels.items():
-        if v == 0:
-            continue
-        a, b = pred == v, ref == v
-        denom = int(a.sum()) + int(b.sum())
-        out[name] = float(2.0 * np.logical_and(a, b).sum() / denom) if denom else float("nan")
-    vals = [x for x in out.values() if not math.isnan(x)]
-    out["mean"] = float(sum(vals) / len(vals)) if vals else float("nan")
-    return out
 
 
 def _window(a: Any) -> tuple[float, float]:
@@ -269,7 +252,7 @@ def run_demo(output: str | Path, device: str = "cpu", quiet: bool = False) -> di
 
     from pumit.errors import InputError
     from pumit.inference import InferenceSettings, reconstruct, segment
-    from pumit.metrics import describe, rounded
+    from pumit.metrics import describe, dice_scores, rounded
 
     def say(msg: str) -> None:
         if not quiet:

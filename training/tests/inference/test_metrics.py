@@ -62,3 +62,25 @@ def test_sharpness_schedule_and_gan_start():
     assert loss.sharpness_at(None) == pytest.approx(0.2)
     assert not loss.discriminator_on(299) and loss.discriminator_on(300)
     assert not TokenizerLoss(perceptual="none", gan_weight=0.0, disc_channels=(4, 8)).discriminator_on(10_000)
+
+
+def test_dice_scores_on_a_real_label_map_agree_with_monai() -> None:
+    """Dice per label of the shipped hippocampus label against a shifted copy equals MONAI's ``compute_dice``;
+    identical maps give 1, a label absent from both is NaN and left out of the mean."""
+    from monai.metrics import compute_dice
+    from pumit.metrics import dice_scores
+
+    label_file = CT.parent / "hippocampus_004_label.nii.gz"
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(label_file))).astype(np.int64)
+    assert set(np.unique(ref)) == {0, 1, 2}
+    pred = np.roll(ref, 2, axis=1)
+    names = {0: "background", 1: "anterior", 2: "posterior", 7: "absent"}
+    d = dice_scores(pred, ref, names)
+    one_hot = lambda a: torch.from_numpy(np.stack([a == v for v in (0, 1, 2)])[None].astype(np.float32))  # noqa: E731
+    monai = compute_dice(one_hot(pred), one_hot(ref), include_background=False)[0]
+    assert d["anterior"] == pytest.approx(float(monai[0]), abs=1e-6)
+    assert d["posterior"] == pytest.approx(float(monai[1]), abs=1e-6)
+    assert 0.0 < d["anterior"] < 1.0 and math.isnan(d["absent"]) and "background" not in d
+    assert d["mean"] == pytest.approx((d["anterior"] + d["posterior"]) / 2)
+    same = dice_scores(ref, ref, names)
+    assert same["anterior"] == same["posterior"] == same["mean"] == 1.0

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from pumit.cli.demo import assets_dir, dice_scores, find_builtin_model
+from pumit.cli.demo import assets_dir, find_builtin_model
+from pumit.metrics import dice_scores
 from pumit.inference import InferenceSettings, load_model, segment_image
 
 REPO = Path(__file__).resolve().parents[3]
