@@ -8,7 +8,8 @@ one run per core) supersede the same runs of the first round (``decoder-hippocam
 the re-runs reproduce the first round's Dice exactly (same seed), only the wall seconds differ. ``decoder3-*.json``
 (round 3, blocks per light level) ran in a later session on another CPU (AVX2, no bf16): there the round-2 default
 re-run at seed 0 scored 0.856 instead of 0.853 (float differences of the CPU), so cross-round differences below
-about 0.003 are not meaningful.
+about 0.003 are not meaningful. Round 4 (``decoder3-hippocampus-1000-{unetr,dynunet-s1,dynunet-s2}.json``,
+``decoder3-hippocampus-light-stem-*.json``) ran in a third session on an Intel Xeon (fp32 training as before).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ VARIANTS = {"": "", "conv2": "conv_levels 2 (round 2's default)", "conv3": "conv
             "conv2-rb2": "conv_levels 2, 2 blocks per level, 1 residual (**default**)",
             "conv2-rb3": "conv_levels 2, 3 blocks per level, 2 residual",
             "conv3-rb2": "conv_levels 3, 2 blocks per level, 1 residual",
-            "conv2-rb2-wide": "conv_levels 2, 2 blocks per level, 1 residual, 2× wider"}
+            "conv2-rb2-wide": "conv_levels 2, 2 blocks per level, 1 residual, 2× wider",
+            "conv2-rb2-stem16": "conv_levels 2, 2 blocks per level, 1 residual, full-resolution stem 16 channels",
+            "conv2-rb2-stem32": "conv_levels 2, 2 blocks per level, 1 residual, full-resolution stem 32 channels",
+            "conv2-rb2-rerun": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run on round 4's CPU"}
 LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 
@@ -160,7 +164,8 @@ def main() -> int:
              "CPU seconds are the comparable cost (1 thread per run); the first round's wall seconds ran under load. Round 3 "
              "(2 blocks per level and its ablations, `decoder3-*.json`) ran on a slower CPU: the round-2 default re-run "
              "there took 104 CPU s instead of 35 and scored 0.856 instead of 0.853, so compare CPU seconds within a round "
-             "only.", ""]
+             "only. Round 4 (seeds 1-2 of the 1000-step DynUNet and UNETR rows, the stem-width variants) ran on a third "
+             "CPU (Intel Xeon), two runs at a time, one per core: its CPU seconds are not comparable with the others.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "

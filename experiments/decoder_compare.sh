@@ -66,3 +66,15 @@ $DH --out $R/decoder3-hippocampus-light-variants.json --work runs/dc/work-v3 --a
     --variant conv2-rb2-wide $B2 "light_adapter_channels=[32,64,96,128]" "light_stem_channels=[16]"
 $DH --out $R/decoder3-hippocampus-1000-light-conv2-rb2.json --work runs/dc/work-v4-1000 --arms light --lrs 0.01 \
     --seeds 0 1 2 --max-steps 1000 --variant conv2-rb2 $B2
+# --- round 4 (a third CPU, Intel Xeon; 2 runs at a time, one per core): more seeds for the 1000-step baselines,
+# the full-resolution stem width of the default, and the default re-run on this CPU
+$DH --out $R/decoder3-hippocampus-1000-unetr.json --work runs/dc/work-h1000-unetr --arms unetr --lrs 0.01 --seeds 1 --max-steps 1000
+$DH --out $R/decoder3-hippocampus-1000-unetr-s2.json --work runs/dc/work-h1000-unetr-s2 --arms unetr --lrs 0.01 --seeds 2 --max-steps 1000
+$DH --out $R/decoder3-hippocampus-1000-dynunet-s1.json --work runs/dc/work-h1000-dynunet-s1 --arms dynunet --lrs 0.003 --seeds 1 --max-steps 1000
+$DH --out $R/decoder3-hippocampus-1000-dynunet-s2.json --work runs/dc/work-h1000-dynunet-s2 --arms dynunet --lrs 0.003 --seeds 2 --max-steps 1000
+for s in 16 32; do
+    $DH --out $R/decoder3-hippocampus-light-stem-conv2-rb2-stem$s.json --work runs/dc/work-stem-conv2-rb2-stem$s --arms light \
+        --lrs 0.01 --variant conv2-rb2-stem$s $B2 "light_stem_channels=[$s]"
+done
+$DH --out $R/decoder3-hippocampus-light-conv2-rb2-rerun4.json --work runs/dc/work-stem-conv2-rb2-rerun --arms light --lrs 0.01 \
+    --variant conv2-rb2-rerun $B2
