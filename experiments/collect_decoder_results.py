@@ -8,8 +8,9 @@ one run per core) supersede the same runs of the first round (``decoder-hippocam
 the re-runs reproduce the first round's Dice exactly (same seed), only the wall seconds differ. ``decoder3-*.json``
 (round 3, blocks per light level) ran in a later session on another CPU (AVX2, no bf16): there the round-2 default
 re-run at seed 0 scored 0.856 instead of 0.853 (float differences of the CPU), so cross-round differences below
-about 0.003 are not meaningful. Round 4 (``decoder3-hippocampus-1000-{unetr,dynunet-s1,dynunet-s2}.json``,
-``decoder3-hippocampus-light-stem-*.json``) ran in a third session on an Intel Xeon (fp32 training as before).
+about 0.003 are not meaningful. Round 4 (``decoder3-hippocampus-1000-{unetr,unetr-s2,dynunet-s1,dynunet-s2}.json``,
+``decoder3-hippocampus-light-stem-*.json``, ``decoder3-hippocampus-light-conv2-rb2-rerun4.json``) ran in a third
+session on an Intel Xeon (fp32 training as before).
 """
 
 from __future__ import annotations

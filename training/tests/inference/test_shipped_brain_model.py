@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from pumit.cli.demo import assets_dir, find_builtin_model
-from pumit.metrics import dice_scores
 from pumit.inference import InferenceSettings, load_model, segment_image
+from pumit.metrics import dice_scores
 
 REPO = Path(__file__).resolve().parents[3]
 IXI = REPO.parent / "shared" / "data" / "ixi_t1_dlmuse"
