@@ -31,6 +31,10 @@ ARMS = (
 #: per-structure rows: the subcortical structures, both sides, then a few large ones
 STRUCTURES = ("ThalamusProper", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala", "AccumbensArea",
               "VentralDC", "LateralVentricle", "BrainStem", "CerebellumExterior")
+#: label-efficiency rows (file stem ``brain-eval-<arm>-f<frac>``) and columns (percent of the 118 subjects)
+FRACTION_ARMS = (("pretrained", "ours, from the MIM backbone"), ("scratch", "ours, from scratch (1 block per level)"),
+                 ("dynunet", "MONAI DynUNet, nnU-Net 3d_fullres rules"))
+FRACTIONS = (("010", "10 % (12 subjects)"), ("025", "25 % (30)"), ("100", "100 % (118)"))
 GOAL = "issue 12 goal: ≥ 0.80 over all ROIs and ≥ 0.85 subcortical on unseen subjects, ahead of the DynUNet"
 
 
@@ -69,6 +73,7 @@ def block(runs: dict[str, dict[str, Any]]) -> str:
                 + "; ".join(f"{s} mm: {_ms(v['trilinear_scores'])} with the scores resampled before the argmax (what "
                             f"`pumit segment` does), {_ms(v['nearest_labels'])} with a nearest-neighbour label copy"
                             for s, v in cm.items()) + "."]
+    out += fractions_table(runs)
     out += ["", "Per structure (mean Dice over the validation subjects, left / right):", "",
             "| structure | " + " | ".join(k for k, _, _ in rows if k != "trivial") + " |",
             "|---|" + "---|" * sum(1 for k, _, _ in rows if k != "trivial")]
@@ -84,6 +89,24 @@ def block(runs: dict[str, dict[str, Any]]) -> str:
                 cells.append(f"{pr.get(s + '_L', float('nan')):.2f} / {pr.get(s + '_R', float('nan')):.2f}")
         out.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def fractions_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Label efficiency: all-ROI / subcortical mean Dice of each arm at each fraction of the training subjects
+    (same 800 steps, lr, seed and evaluation; ``–`` where a run is missing)."""
+    if not any(f"{a}-f{f}" in runs for a, _ in FRACTION_ARMS for f, _ in FRACTIONS if f != "100"):
+        return []
+    out = ["", "Label efficiency (the same 800 steps, learning rate, seed 0 and evaluation at every fraction; "
+           "subjects: `experiments/data/brain_train_{010,025,100}.txt`, nested; all ROIs / subcortical):", "",
+           "| arm | " + " | ".join(d for _, d in FRACTIONS) + " |", "|---|" + "---|" * len(FRACTIONS)]
+    for a, desc in FRACTION_ARMS:
+        cells = []
+        for f, _ in FRACTIONS:
+            r = runs.get(f"{a}-f{f}")
+            cells.append("–" if r is None else
+                         f"{r['all_rois']['mean']:.3f} ± {r['all_rois']['sd']:.3f} / {r['subcortical']['mean']:.3f}")
+        out.append(f"| {desc} | " + " | ".join(cells) + " |")
+    return out
 
 
 def write(path: Path, text: str) -> None:

@@ -9,7 +9,10 @@
 #   SMOKE=1 bash experiments/run_brain.sh   3 steps per arm, 2 validation volumes, one lr, 10 % only: proves
 #                                           every command end to end on the real data (minutes, not a result)
 # Knobs (environment): STEPS (800), LRS ("0.0003 0.001 0.003 0.01"), FRACS ("010 025 100"),
-#   LR_PRETRAINED / LR_SCRATCH / LR_DYNUNET (all three given: no search, these learning rates are used),
+#   LR_PRETRAINED / LR_SCRATCH / LR_DYNUNET (all three given: no search, these learning rates are used, and the
+#     100 % runs are trained only if FRACS names 100: FRACS="010 025" adds the fractions to existing 100 % runs),
+#   ARMS ("pretrained scratch dynunet": the arms steps 3, 4 and 6 train and evaluate; a DynUNet evaluation reads
+#     the label table of the packaged scratch run of its fraction, so run scratch first or together),
 #   SHIP_STEPS (1500: the longer pre-trained run that is packaged as the built-in model; 0: none),
 #   MIM_MODEL (a MIM/ViT model folder; default: trained here with brain_mim.yaml into runs/brain/mim/model),
 #   TOKENIZER (MIM target when MIM_MODEL is not given; default the newest built-in pumit-ref-tokenizer),
@@ -60,9 +63,12 @@ if [ -z "${MIM_MODEL:-}" ]; then
     echo "MIM backbone: $MIM_MODEL (tokenizer $TOKENIZER, target temperature 0.1)" | tee "$OUT/mim_used.txt"
 fi
 
+ARMS=${ARMS:-"pretrained scratch dynunet"}
+arm_on() { case " $ARMS " in *" $1 "*) return 0;; *) return 1;; esac; }
 # one run of a SPAD-ViT arm: arm frac lr
 seg() {
     local arm=$1 f=$2 lr=$3 base=()
+    arm_on "$arm" || return 0
     [ "$arm" = pretrained ] && base=(--base-model "$MIM_MODEL")
     $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac$f.jsonl" \
         "${base[@]}" --lr "$lr" --max-steps "$STEPS" --val-check-interval "$STEPS" "${EXTRA[@]}" \
@@ -70,6 +76,7 @@ seg() {
 }
 # one run of the DynUNet arm: frac lr
 dyn() {
+    arm_on dynunet || return 0
     $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet \
         --data "$DATA/processed/manifest_frac$1.jsonl" --lrs "$2" --max-steps "$STEPS" \
         --work "$OUT/dynunet-f$1" --out "$RESULTS/brain-dynunet-f$1.json"
@@ -78,9 +85,11 @@ dyn() {
 SEARCH=$([ "$SMOKE" = 1 ] && echo "${FRACS%% *}" || echo 100)
 if [ -n "${LR_PRETRAINED:-}" ] && [ -n "${LR_SCRATCH:-}" ] && [ -n "${LR_DYNUNET:-}" ]; then
     BEST_PRE=$LR_PRETRAINED; BEST_SCR=$LR_SCRATCH; BEST_DYN=$LR_DYNUNET
-    seg scratch "$SEARCH" "$BEST_SCR"
-    seg pretrained "$SEARCH" "$BEST_PRE"
-    dyn "$SEARCH" "$BEST_DYN"
+    if [ "$SMOKE" = 1 ] || [[ " $FRACS " == *" $SEARCH "* ]]; then
+        seg scratch "$SEARCH" "$BEST_SCR"
+        seg pretrained "$SEARCH" "$BEST_PRE"
+        dyn "$SEARCH" "$BEST_DYN"
+    fi
     echo "given lr (no search): pretrained $BEST_PRE, scratch $BEST_SCR, dynunet $BEST_DYN" | tee "$OUT/best_lr.txt"
 else
     for lr in $LRS; do
@@ -110,13 +119,14 @@ $PY experiments/brain_results.py collect "$OUT" "$RESULTS" -o "$RESULTS/brain_re
 EVAL=(); [ "$SMOKE" = 1 ] && EVAL=(--limit 2)
 for f in $FRACS; do
     for arm in pretrained scratch; do
+        arm_on "$arm" || continue
         lr=$([ "$arm" = pretrained ] && echo "$BEST_PRE" || echo "$BEST_SCR")
         $PY experiments/brain_package.py --model "$OUT/$arm-f$f-lr$lr/model" --out "$OUT/packaged/$arm-f$f"
         $PY experiments/eval_brain.py --model "$OUT/packaged/$arm-f$f" --name "$arm-f$f" "${EVAL[@]}" \
             --out "$RESULTS/brain-eval-$arm-f$f.json"
     done
-    $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-f$f" --name "dynunet-f$f" "${EVAL[@]}" \
-        --dynunet "$OUT/dynunet-f$f/dynunet-lr${BEST_DYN}-s0" --out "$RESULTS/brain-eval-dynunet-f$f.json"
+    arm_on dynunet && $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-f$f" --name "dynunet-f$f" \
+        "${EVAL[@]}" --baseline "$OUT/dynunet-f$f/dynunet-lr${BEST_DYN}-s0" --out "$RESULTS/brain-eval-dynunet-f$f.json"
 done
 
 # --- 7. the shipped model: the pre-trained arm trained longer (SHIP_STEPS), packaged and evaluated the same way

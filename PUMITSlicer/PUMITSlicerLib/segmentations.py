@@ -8,7 +8,8 @@
   grid (segmentation and volume transforms accounted for); the segmentation is not modified.
 
 Label descriptions come from the sidecar JSON the ``pumit segment`` command writes next to its
-output: ``{"model": id, "labels": [{"value": 1, "name": ..., "color": [r, g, b], "terminology": ...}]}``.
+output: ``{"model": id, "labels": [{"value": 1, "name": ..., "color": [r, g, b], "terminology": ...,
+"terminology_modifier": ...}]}`` (the last two optional: a code and its laterality, e.g. ``SCT^7771000^Left``).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ _FALLBACK_COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
 @dataclass(frozen=True)
 class SegmentLabel:
     """One output class of a model: label ``value`` in the label map, segment ``name``, ``color`` RGB 0-255
-    and an optional Slicer terminology entry string."""
+    and an optional terminology (a Slicer entry string or a ``SCHEME^VALUE^MEANING`` code) with an optional
+    ``modifier`` code of that type (laterality: ``SCT^24028007^Right`` / ``SCT^7771000^Left``)."""
 
     value: int
     name: str
     color: tuple[int, int, int]
     terminology: str | None = None
+    modifier: str | None = None
 
 
 def sidecarPath(outputPath: str | Path) -> Path:
@@ -73,7 +76,9 @@ def readLabelSidecar(path: str | Path) -> tuple[str, list[SegmentLabel]]:
             if value < 0 or len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
                 raise ValueError(f"bad value or color in {entry}")
             terminology = entry.get("terminology") or None
-            labels.append(SegmentLabel(value, name, rgb, str(terminology) if terminology else None))
+            modifier = entry.get("terminology_modifier") or None
+            labels.append(SegmentLabel(value, name, rgb, str(terminology) if terminology else None,
+                                       str(modifier) if terminology and modifier else None))
     except FileNotFoundError as e:
         raise PUMITSlicerError(f"The pumit process wrote no label description ({path.name}).") from e
     except (ValueError, KeyError, TypeError) as e:
@@ -83,10 +88,10 @@ def readLabelSidecar(path: str | Path) -> tuple[str, list[SegmentLabel]]:
     return str(data.get("model", "")), labels
 
 
-def slicerTerminology(text: str | None, logic=None) -> str | None:
-    """A Slicer terminology entry for a sidecar's ``terminology``, resolved against the loaded
-    terminologies (see :func:`PUMITSlicerLib.terminology.resolveTerminology`)."""
-    return resolveTerminology(text, logic)
+def slicerTerminology(text: str | None, logic=None, modifier: str | None = None) -> str | None:
+    """A Slicer terminology entry for a sidecar's ``terminology`` (and ``terminology_modifier``), resolved
+    against the loaded terminologies (see :func:`PUMITSlicerLib.terminology.resolveTerminology`)."""
+    return resolveTerminology(text, logic, modifier)
 
 
 def _labelCounts(image: vtk.vtkImageData) -> np.ndarray:
@@ -125,7 +130,7 @@ def buildSegmentation(labelImage: vtk.vtkImageData, ijkToRAS: vtk.vtkMatrix4x4, 
         segment.SetName(label.name)
         segment.SetColor(*(c / 255.0 for c in label.color))
         segment.SetLabelValue(value)
-        terminology = slicerTerminology(label.terminology, terms) if label.terminology else None
+        terminology = slicerTerminology(label.terminology, terms, label.modifier) if label.terminology else None
         if terminology:
             segment.SetTerminology(terminology)
         segment.AddRepresentation(labelmapName, orientedImage)

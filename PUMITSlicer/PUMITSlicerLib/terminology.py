@@ -6,7 +6,9 @@ placed in a context that lacks it shows as an invalid entry in Slicer's terminol
 code is looked up in the dictionaries loaded in the Terminologies module logic
 (``vtkSlicerTerminologiesModuleLogic``: the 3D Slicer General Anatomy list, the DICOM master list, ...),
 General Anatomy first, and the entry is built from the context and category where it is found.
-A code found nowhere gets no terminology (the segment keeps its name and color).
+A code found nowhere gets no terminology (the segment keeps its name and color). A label may also carry a
+type *modifier* code (laterality, ``SCT^7771000^Left``); it is set where the found type lists that modifier
+(Slicer then shows "Left Hippocampus") and otherwise left out, so the entry stays valid.
 """
 
 from __future__ import annotations
@@ -63,11 +65,25 @@ def findCode(logic, scheme: str, value: str) -> tuple[str, object, object] | Non
     return None
 
 
-def resolveTerminology(text: str | None, logic=None) -> str | None:
+def findModifier(logic, context: str, category, typeObject, scheme: str, value: str):
+    """The type modifier ``scheme^value`` of ``typeObject`` in ``context`` (a ``vtkSlicerTerminologyType``),
+    or None where the type lists no such modifier."""
+    if not typeObject.GetHasModifiers():
+        return None
+    for m in range(logic.GetNumberOfTypeModifiersInTerminologyType(context, category, typeObject)):
+        modifier = slicer.vtkSlicerTerminologyType()
+        if logic.GetNthTypeModifierInTerminologyType(context, category, typeObject, m, modifier) and \
+                modifier.GetCodingSchemeDesignator() == scheme and modifier.GetCodeValue() == value:
+            return modifier
+    return None
+
+
+def resolveTerminology(text: str | None, logic=None, modifier: str | None = None) -> str | None:
     """A Slicer terminology entry string for a sidecar's ``terminology``.
 
     A full entry (``~``-separated) is kept as is; a single code is resolved with :func:`findCode` in
     ``logic`` (default: the application's); free text, an unknown code, or no terminology logic: None.
+    ``modifier`` (``SCHEME^VALUE^MEANING``, e.g. laterality) is added where the found type offers it.
     """
     if not text:
         return None
@@ -86,7 +102,18 @@ def resolveTerminology(text: str | None, logic=None) -> str | None:
         logger.info("Terminology code %r is in none of the loaded terminologies; not set", text)
         return None
     context, category, typeObject = found
+    mod = ("", "", "")
+    modCode = parseCode(modifier) if modifier else None
+    if modifier and modCode is None:
+        logger.info("Ignoring terminology modifier %r: not a SCHEME^VALUE^MEANING code", modifier)
+    elif modCode is not None:
+        found_modifier = findModifier(logic, context, category, typeObject, modCode[0], modCode[1])
+        if found_modifier is None:
+            logger.info("Type %r lists no modifier %r in %s; set without it", text, modifier, context)
+        else:
+            mod = (found_modifier.GetCodeValue(), found_modifier.GetCodingSchemeDesignator(),
+                   found_modifier.GetCodeMeaning())
     return logic.SerializeTerminologyEntry(
         context, category.GetCodeValue(), category.GetCodingSchemeDesignator(), category.GetCodeMeaning(),
         typeObject.GetCodeValue(), typeObject.GetCodingSchemeDesignator(), typeObject.GetCodeMeaning(),
-        "", "", "", "", "", "", "", "", "", "")
+        *mod, "", "", "", "", "", "", "")

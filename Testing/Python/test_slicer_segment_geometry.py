@@ -186,6 +186,49 @@ def test_terminology_codes_resolve_in_the_context_that_holds_them(session):
     assert slicerTerminology("the femur") is None and slicerTerminology(None) is None
 
 
+def test_laterality_modifier_is_set_where_the_type_offers_it(session, ctVolume, tmp_path):
+    """A label's laterality (the brain model's ``terminology_modifiers``, e.g. left amygdala) becomes the type
+    modifier of the Slicer entry, so Slicer names it "Left Amygdala"; a type without that modifier keeps a
+    valid entry without it, and a sidecar's ``terminology_modifier`` reaches the segment."""
+    import json
+
+    from PUMITSlicerLib.segmentations import importLabelmap, readLabelSidecar, slicerTerminology
+    from PUMITSlicerLib.volumes import readVolume, worldIJKToRAS, writeArrayAsVolume
+
+    terms = session.terminologies
+    for modifier, meaning in (("SCT^7771000^Left", "Left"), ("SCT^24028007^Right", "Right")):
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert terms.DeserializeTerminologyEntry(slicerTerminology("SCT^4958002^Amygdala", None, modifier), entry)
+        assert entry.GetTypeObject().GetCodeMeaning() == "Amygdala"
+        got = entry.GetTypeModifierObject()
+        assert (got.GetCodingSchemeDesignator(), got.GetCodeValue(), got.GetCodeMeaning()) == \
+            ("SCT", modifier.split("^")[1], meaning)
+    # hippocampus in this DICOM-master extract lists no modifiers: the entry is the plain type, still valid
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert terms.DeserializeTerminologyEntry(slicerTerminology("SCT^5366008^Hippocampus", None, "SCT^7771000^Left"),
+                                             entry)
+    assert entry.GetTypeObject().GetCodeValue() == "5366008" and not entry.GetTypeModifierObject().GetCodeValue()
+    assert slicerTerminology("SCT^4958002^Amygdala", None, "left") == slicerTerminology("SCT^4958002^Amygdala")
+
+    # through a sidecar as pumit segment writes it (LabelInfo.to_dict), into a segment
+    from pumit.inference.modelinfo import parse_labels
+
+    meta = {"labels": {"1": "Amygdala_L"}, "terminology": {"1": "SCT^4958002^Amygdala"},
+            "terminology_modifiers": {"1": "SCT^7771000^Left"}}
+    sidecar = tmp_path / "l.labels.json"
+    sidecar.write_text(json.dumps({"model": "m", "labels": [lb.to_dict() for lb in parse_labels(meta, 2)]}))
+    _, described = readLabelSidecar(sidecar)
+    assert described[0].modifier == "SCT^7771000^Left"
+    labels = np.zeros(tuple(reversed(ctVolume.GetImageData().GetDimensions())), np.uint16)
+    labels[10:20, 10:20, 10:20] = 1
+    path = writeArrayAsVolume(labels, tmp_path / "l.nrrd", worldIJKToRAS(ctVolume), labelmap=True)
+    segment = importLabelmap(session.scene, readVolume(path, labelmap=True), described, ctVolume
+                             ).GetSegmentation().GetNthSegment(0)
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert terms.DeserializeTerminologyEntry(segment.GetTerminology(), entry)
+    assert entry.GetTypeModifierObject().GetCodeMeaning() == "Left"
+
+
 def test_real_tptbox_label_map_round_trip(session, ctVolume, tmp_path):
     """A real vertebra mask loaded like Add Data, written for pumit and read back, keeps every voxel."""
     from PUMITSlicerLib.segmentations import SegmentLabel, importLabelmap

@@ -23,6 +23,8 @@ token grid). Errors are :class:`~pumit.errors.PumitError` subclasses with the ex
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 #: Public name → submodule. Resolved lazily (PEP 562) so that importing ``pumit.inference.constants``
@@ -85,6 +87,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``pumit.inference`` itself. Three functions share their submodule's name (``segment``, ``reconstruct``,
+    ``classify``); importing a submodule (``import pumit.inference.segment``, or lazily via ``segment_image``)
+    makes the import system set the package attribute of that name to the *module*, after which
+    ``from pumit.inference import segment`` returned a module. The attribute keeps the function; the module
+    stays in ``sys.modules`` (``from pumit.inference.segment import ...`` and ``importlib.import_module`` work)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real imports

@@ -7,6 +7,7 @@ The metadata convention (``config.json`` → ``"meta"``, written by the trainers
      "label_values": {"1": 47, ...},                  # optional: label-map value of a class (default: the class)
      "colors": {"1": [r, g, b], ...},                 # 0-255
      "terminology": {"1": "SCT^71341001^Femur"},     # optional, free text per label
+     "terminology_modifiers": {"1": "SCT^7771000^Left"},   # optional: laterality etc. of that code
      "input": {"channels": 1, "modality": "MRI",
                "spacing_range_mm": [[lo, hi], [lo, hi], [lo, hi]],   # model order (thickness, H, W)
                "normalization": {...IntensitySpec...},
@@ -66,17 +67,21 @@ def default_color(value: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class LabelInfo:
-    """One output class: integer ``value`` in the label map, display ``name``, RGB ``color`` (0-255)."""
+    """One output class: integer ``value`` in the label map, display ``name``, RGB ``color`` (0-255),
+    optional ``terminology`` code (``SCHEME^VALUE^MEANING``) and its ``modifier`` (e.g. ``SCT^7771000^Left``)."""
 
     value: int
     name: str
     color: tuple[int, int, int]
     terminology: str | None = None
+    modifier: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"value": self.value, "name": self.name, "color": list(self.color)}
         if self.terminology:
             d["terminology"] = self.terminology
+            if self.modifier:
+                d["terminology_modifier"] = self.modifier
         return d
 
 
@@ -227,24 +232,29 @@ def _as_int_key(key: Any, what: str) -> int:
 
 
 def parse_labels(meta: dict[str, Any], num_classes: int, task: str = "segment") -> list[LabelInfo]:
-    """Labels ``0 … num_classes-1`` from ``meta`` (``labels``, ``colors``, ``terminology``), with defaults."""
+    """Labels ``0 … num_classes-1`` from ``meta`` (``labels``, ``colors``, ``terminology``,
+    ``terminology_modifiers``), with defaults."""
     names = meta.get("labels") or {}
     colors = meta.get("colors") or {}
     terms = meta.get("terminology") or {}
+    modifiers = meta.get("terminology_modifiers") or {}
     if isinstance(names, list):  # tolerate ["background", "liver", ...]
         names = {str(i): n for i, n in enumerate(names)}
-    for what, d in (("labels", names), ("colors", colors), ("terminology", terms)):
+    for what, d in (("labels", names), ("colors", colors), ("terminology", terms),
+                    ("terminology_modifiers", modifiers)):
         if not isinstance(d, dict):
             raise ModelError(f"model metadata {what!r} must be an object mapping label values to entries, "
                              f"got {type(d).__name__}")
     names_i = {_as_int_key(k, "labels"): str(v) for k, v in names.items()}
     colors_i = {_as_int_key(k, "colors"): v for k, v in colors.items()}
     terms_i = {_as_int_key(k, "terminology"): str(v) for k, v in terms.items() if v}
+    mods_i = {_as_int_key(k, "terminology_modifiers"): str(v) for k, v in modifiers.items() if v}
     values = _label_values(meta.get("label_values"), num_classes)
     out: list[LabelInfo] = []
     for v in range(num_classes):
         default = "background" if (v == 0 and task == "segment") else f"label_{v}"
-        out.append(LabelInfo(values[v], names_i.get(v) or default, _color(colors_i.get(v), v), terms_i.get(v)))
+        out.append(LabelInfo(values[v], names_i.get(v) or default, _color(colors_i.get(v), v), terms_i.get(v),
+                             mods_i.get(v) if terms_i.get(v) else None))
     return out
 
 

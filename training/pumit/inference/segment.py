@@ -69,7 +69,7 @@ class SegmentationResult:
     input_notes: dict[str, str] = field(default_factory=dict)  # departures from the intended input (pumit.inference.intended)
 
     def sidecar(self) -> dict[str, Any]:
-        """The ``.labels.json`` content: ``{"model": id, "labels": [{value, name, color, terminology?}]}``
+        """The ``.labels.json`` content: ``{"model": id, "labels": [{value, name, color, terminology?, terminology_modifier?}]}``
         for every foreground label (value 0, the background, is not listed)."""
         side = {"model": self.model_id, "labels": [li.to_dict() for li in self.label_info if li.value != 0]}
         if self.input_notes:

@@ -78,7 +78,9 @@ class PeriodicCheckpoint(Callback):
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.global_step == self._saved_step or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path)
+        # the full state (optimizer, loops, callbacks) so that a resume continues exactly; saying so
+        # explicitly also keeps Lightning from logging "`weights_only` was not set" at every save
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
         self._since = time.monotonic()
 

@@ -133,3 +133,24 @@ def test_aligned_overlap_keeps_steps_on_the_token_grid():
     steps = scan_interval((1000, 1000, 1000), roi, ov)
     assert all(s % k == 0 and s > 0 for s, k in zip(steps, div))
     assert steps == (16, 32, 16)
+
+
+def test_public_functions_are_not_shadowed_by_their_submodules():
+    """``segment``, ``reconstruct`` and ``classify`` share their submodule's name: after the submodule is
+    imported (directly, or lazily through ``segment_image``), ``from pumit.inference import segment`` must
+    still give the function (it gave the module, in whichever test ran second). Fresh interpreter: the
+    import order is the point."""
+    import subprocess
+    import sys
+
+    code = ("import types, pumit.inference.segment\n"
+            "from pumit.inference import reconstruct_image, classify_image\n"
+            "from pumit.inference import segment, reconstruct, classify\n"
+            "import pumit.inference as pi\n"
+            "for f in (segment, reconstruct, classify, pi.segment, pi.reconstruct, pi.classify):\n"
+            "    assert callable(f) and not isinstance(f, types.ModuleType), f\n"
+            "from pumit.inference.segment import segment_image\n"
+            "import importlib; assert importlib.import_module('pumit.inference.segment').segment is segment\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

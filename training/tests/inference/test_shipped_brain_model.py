@@ -91,6 +91,7 @@ def test_label_values_and_names_are_the_muse_dictionary(brain, demo_result):
     assert written - {0} and written - {0} <= set(table), "the label map holds MUSE indices, not network classes"
     side = {li["value"]: li for li in demo_result.sidecar()["labels"]}
     assert side[48]["name"] == "Hippocampus_L" and side[48]["terminology"].startswith("SCT^5366008^")  # MUSE 48
+    assert side[48]["terminology_modifier"] == "SCT^7771000^Left", "laterality travels to Slicer in the sidecar"
 
 
 def test_lps_and_oblique_copies_give_the_same_labels_in_world_space(tmp_path, brain, demo_result):
