@@ -161,6 +161,31 @@ def brain_panels(brain: dict[str, Any]) -> list[tuple[str, Any, Any, list[tuple[
     return out
 
 
+def spread_labels(named: list[tuple[float, float, str]], shape: tuple[int, int], char_w: float,
+                  line_h: float) -> list[tuple[float, float, str]]:
+    """Label positions ``(x, y, name)`` moved apart so that no two text boxes overlap (box: ``len(name) ×
+    char_w`` by ``line_h``, in image pixels, centred on the point), each kept inside the ``(rows, cols)`` image.
+    A label that collides moves up or down (alternating, one line at a time) from its structure's centroid,
+    nearest free place first; left/right pairs (thalami, hippocampi) otherwise print over each other."""
+    rows, cols = shape
+    placed: list[tuple[float, float, str]] = []
+
+    def clash(x: float, y: float, n: str) -> bool:
+        return any(abs(x - px) * 2 < (len(n) + len(pn)) * char_w and abs(y - py) < line_h for px, py, pn in placed)
+
+    for x, y, n in named:
+        half = len(n) * char_w / 2
+        x = min(max(x, half), max(cols - half, half))
+        for k in range(0, 4 * len(named) + 2):
+            step = (k + 1) // 2 * (1 if k % 2 else -1)  # 0, +1, -1, +2, -2 ... lines
+            yy = min(max(y + step * line_h, line_h / 2), max(rows - line_h / 2, line_h / 2))
+            if not clash(x, yy, n):
+                y = yy
+                break
+        placed.append((x, y, n))
+    return placed
+
+
 def save_brain_montage(path: Path, brain: dict[str, Any]) -> None:
     """``<case>_parcellation.png``: coronal and axial T1 | prediction | DLMUSE, named structures."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -184,7 +209,8 @@ def _draw_brain(fig: Any, brain: dict[str, Any], rows: int, first_row: int, view
         ax.imshow(im, cmap="gray", vmin=lo, vmax=hi, origin=origin)
         if over is not None:
             ax.imshow(over, origin=origin, interpolation="nearest")
-        for x, y, n in named:
+        # a 6-pt character with its box padding is about 1/40 of a panel's width, a line about 1/18 (panels ~3 in)
+        for x, y, n in spread_labels(named, im.shape[:2], im.shape[1] / 40, im.shape[1] / 18):
             ax.text(x, y, n, color="white", fontsize=6, ha="center", va="center",
                     bbox=dict(boxstyle="round,pad=0.1", fc=(0, 0, 0, 0.5), lw=0))
         ax.set_title(title, fontsize=8)

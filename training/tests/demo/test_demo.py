@@ -121,3 +121,21 @@ def test_demo_missing_model_is_a_model_error(monkeypatch, tmp_path):
     monkeypatch.setattr("pumit.store.paths.builtin_model_dirs", lambda: [tmp_path])
     with pytest.raises(ModelError, match="missing"):
         demo_cli.find_builtin_model(demo_cli.SEG_MODEL)
+
+
+def test_montage_labels_do_not_overlap():
+    """Left and right thalamus centroids 12 px apart in an axial slice: their names used to print over each
+    other. After spreading, no two text boxes overlap, every label stays in the image, and a lone label
+    keeps its structure's centroid."""
+    char_w, line_h = 2.0, 4.0
+    named = [(50.0, 40.0, "Thalamus_L"), (62.0, 40.0, "Thalamus_R"), (56.0, 41.0, "LatVent_L"),
+             (20.0, 80.0, "Hippocampus_L"), (2.0, 1.0, "Hippocampus_R")]
+    out = demo_cli.spread_labels(named, (90, 110), char_w, line_h)
+    assert [n for *_, n in out] == [n for *_, n in named]
+    for i, (x, y, n) in enumerate(out):
+        half = len(n) * char_w / 2
+        assert half <= x <= 110 - half and line_h / 2 <= y <= 90 - line_h / 2, (n, x, y)
+        for px, py, pn in out[:i]:
+            assert abs(x - px) * 2 >= (len(n) + len(pn)) * char_w or abs(y - py) >= line_h, (n, pn)
+    assert out[0] == named[0] and out[3] == named[3], "a label with room stays on its centroid"
+    assert demo_cli.spread_labels([], (10, 10), 1.0, 1.0) == []
