@@ -125,8 +125,10 @@ for f in $FRACS; do
         $PY experiments/eval_brain.py --model "$OUT/packaged/$arm-f$f" --name "$arm-f$f" "${EVAL[@]}" \
             --out "$RESULTS/brain-eval-$arm-f$f.json"
     done
-    arm_on dynunet && $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-f$f" --name "dynunet-f$f" \
-        "${EVAL[@]}" --baseline "$OUT/dynunet-f$f/dynunet-lr${BEST_DYN}-s0" --out "$RESULTS/brain-eval-dynunet-f$f.json"
+    if arm_on dynunet; then
+        $PY experiments/eval_brain.py --model "$OUT/packaged/scratch-f$f" --name "dynunet-f$f" "${EVAL[@]}" \
+            --baseline "$OUT/dynunet-f$f/dynunet-lr${BEST_DYN}-s0" --out "$RESULTS/brain-eval-dynunet-f$f.json"
+    fi
 done
 
 # --- 7. the shipped model: the pre-trained arm trained longer (SHIP_STEPS), packaged and evaluated the same way
