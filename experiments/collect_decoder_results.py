@@ -10,7 +10,8 @@ the re-runs reproduce the first round's Dice exactly (same seed), only the wall 
 re-run at seed 0 scored 0.856 instead of 0.853 (float differences of the CPU), so cross-round differences below
 about 0.003 are not meaningful. Round 4 (``decoder3-hippocampus-1000-{unetr,unetr-s2,dynunet-s1,dynunet-s2}.json``,
 ``decoder3-hippocampus-light-stem-*.json``, ``decoder3-hippocampus-light-conv2-rb2-rerun4.json``) ran in a third
-session on an Intel Xeon (fp32 training as before).
+session on an Intel Xeon (fp32 training as before). Round 5 (``decoder5-*.json``: the conv3-rb2 and 2×-wide
+variants at 1000 steps, which lost at 300 steps but might plateau higher) ran on the same Xeon, one run per core.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ VARIANTS = {"": "", "conv2": "conv_levels 2 (round 2's default)", "conv3": "conv
             "conv2-rb2-wide": "conv_levels 2, 2 blocks per level, 1 residual, 2× wider",
             "conv2-rb2-stem16": "conv_levels 2, 2 blocks per level, 1 residual, full-resolution stem 16 channels",
             "conv2-rb2-stem32": "conv_levels 2, 2 blocks per level, 1 residual, full-resolution stem 32 channels",
-            "conv2-rb2-rerun": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run on round 4's CPU"}
+            "conv2-rb2-rerun": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run on round 4's CPU",
+            "conv2-rb2-dp0.1": "conv_levels 2, 2 blocks per level, 1 residual, drop path 0.1 in the ViT"}
 LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 
@@ -153,7 +155,8 @@ def simple_table(runs: list[dict], labels: list[str] | None = None) -> list[str]
 
 
 def main() -> int:
-    every = _runs("decoder-hippocampus-*.json", "decoder2-hippocampus-*.json", "decoder3-hippocampus-*.json")
+    every = _runs("decoder-hippocampus-*.json", "decoder2-hippocampus-*.json", "decoder3-hippocampus-*.json",
+                  "decoder5-hippocampus-*.json")
     hippo = [r for r in every if r["steps"] == 300]
     long = [r for r in every if r["steps"] > 300]
     brain = _runs("decoder-brain-*.json", "decoder2-brain-*.json")
@@ -166,7 +169,8 @@ def main() -> int:
              "(2 blocks per level and its ablations, `decoder3-*.json`) ran on a slower CPU: the round-2 default re-run "
              "there took 104 CPU s instead of 35 and scored 0.856 instead of 0.853, so compare CPU seconds within a round "
              "only. Round 4 (seeds 1-2 of the 1000-step DynUNet and UNETR rows, the stem-width variants) ran on a third "
-             "CPU (Intel Xeon), two runs at a time, one per core: its CPU seconds are not comparable with the others.", ""]
+             "CPU (Intel Xeon), two runs at a time, one per core: its CPU seconds are not comparable with the others. Round 5 "
+             "(`decoder5-*.json`: conv_levels 3 and the 2× wider decoder at 1000 steps) ran on the same Xeon, the same way.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "

@@ -78,3 +78,13 @@ for s in 16 32; do
 done
 $DH --out $R/decoder3-hippocampus-light-conv2-rb2-rerun4.json --work runs/dc/work-stem-conv2-rb2-rerun --arms light --lrs 0.01 \
     --variant conv2-rb2-rerun $B2
+# --- round 5 (round 4's Xeon, one run per core): do the variants that lost at 300 steps plateau higher at 1000?
+# And the default's learning rate searched at the 1000-step budget, and drop path against its train/val gap
+$DH --out $R/decoder5-hippocampus-1000-light-conv3-rb2.json --work runs/dc/work5-conv3 --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv3-rb2 --config-override light_conv_levels=3 light_blocks_per_level=2
+$DH --out $R/decoder5-hippocampus-1000-light-conv2-rb2-wide.json --work runs/dc/work5-wide --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-wide $B2 "light_adapter_channels=[32,64,96,128]" "light_stem_channels=[16]"
+$DH --out $R/decoder5-hippocampus-1000-light-conv2-rb2-lr.json --work runs/dc/work5-lr --arms light --lrs 0.003 \
+    --max-steps 1000 --variant conv2-rb2 $B2
+$DH --out $R/decoder5-hippocampus-1000-light-conv2-rb2-dp01.json --work runs/dc/work5-dp --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-dp0.1 $B2 drop_path=0.1

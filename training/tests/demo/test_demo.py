@@ -1,4 +1,7 @@
-"""`pumit demo` end to end on the shipped assets (CPU, < 60 s) and the built-in models in `pumit models list`."""
+"""`pumit demo` end to end on the shipped assets (CPU) and the built-in models in `pumit models list`.
+
+No wall-clock assertion: how long the demo takes is a benchmark figure (a CI runner's load is not the code's speed);
+the subprocess timeout only catches a hang."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -86,13 +88,10 @@ def test_models_list_shows_builtin(tmp_path):
 @needs_assets
 def test_demo_end_to_end_cpu(tmp_path):
     out_dir = tmp_path / "demo out"
-    t0 = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "pumit.cli.main", "demo", "-o", str(out_dir)], capture_output=True,
                          text=True, env=_env(tmp_path), timeout=300)
-    elapsed = time.monotonic() - t0
     assert run.returncode == 0, run.stderr
     assert "demo done" in run.stdout
-    assert elapsed < 60, f"pumit demo took {elapsed:.1f} s on the CPU"
     for name in ("hippocampus_004_seg.nii.gz", "hippocampus_004_seg.labels.json", "spine_ct_recon.nii.gz",
                  "spine_ct_error.nii.gz", "spine_ct_recon.png", "spine_t2w_mri_recon.nii.gz", "spine_t2w_mri_recon.png",
                  "demo_montage.png", "demo_summary.json"):
@@ -103,7 +102,11 @@ def test_demo_end_to_end_cpu(tmp_path):
     assert set(dice) >= {"anterior", "posterior", "mean"}
     assert dice["mean"] > 0.3, dice  # a trained model, not noise (the reference model's validation Dice is higher)
     for rec in summary["reconstruction"]:
+        m = rec["metrics"]
         assert math.isfinite(rec["psnr_db"]) and rec["psnr_db"] > 10, rec
+        # never a PSNR alone, and better than a flat image: the old near-uniform tokenizer had Pearson 0.27-0.31
+        assert {"pearson", "ssim", "std_ratio", "psnr_constant_db"} <= set(m), m
+        assert m["pearson"] > 0.6 and m["psnr_db"] > m["psnr_constant_db"], m
 
     import numpy as np
     import SimpleITK as sitk
