@@ -11,7 +11,8 @@ re-run at seed 0 scored 0.856 instead of 0.853 (float differences of the CPU), s
 about 0.003 are not meaningful. Round 4 (``decoder3-hippocampus-1000-{unetr,unetr-s2,dynunet-s1,dynunet-s2}.json``,
 ``decoder3-hippocampus-light-stem-*.json``, ``decoder3-hippocampus-light-conv2-rb2-rerun4.json``) ran in a third
 session on an Intel Xeon (fp32 training as before). Round 5 (``decoder5-*.json``: the conv3-rb2 and 2×-wide
-variants at 1000 steps, which lost at 300 steps but might plateau higher) ran on the same Xeon, one run per core.
+variants at 1000 steps, which lost at 300 steps but might plateau higher; the default at lr 0.003 and with
+drop path 0.1) ran on the same Xeon, one run per core.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def main() -> int:
              "there took 104 CPU s instead of 35 and scored 0.856 instead of 0.853, so compare CPU seconds within a round "
              "only. Round 4 (seeds 1-2 of the 1000-step DynUNet and UNETR rows, the stem-width variants) ran on a third "
              "CPU (Intel Xeon), two runs at a time, one per core: its CPU seconds are not comparable with the others. Round 5 "
-             "(`decoder5-*.json`: conv_levels 3 and the 2× wider decoder at 1000 steps) ran on the same Xeon, the same way.", ""]
+             "(`decoder5-*.json`: conv_levels 3, the 2× wider decoder, lr 0.003 and drop path 0.1, all at 1000 steps) ran "
+             "on the same Xeon, the same way.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "
