@@ -1,7 +1,7 @@
 """`pumit demo` end to end on the shipped assets (CPU) and the built-in models in `pumit models list`.
 
-No wall-clock assertion: how long the demo takes is a benchmark figure (a CI runner's load is not the code's speed);
-the subprocess timeout only catches a hang."""
+No wall-clock assertion: how long the demo takes is a speed figure, not a correctness one (a CI runner's load is not
+the code's speed), and no benchmark records it yet; the subprocess timeout only catches a hang."""
 
 from __future__ import annotations
 
