@@ -12,7 +12,9 @@ about 0.003 are not meaningful. Round 4 (``decoder3-hippocampus-1000-{unetr,unet
 ``decoder3-hippocampus-light-stem-*.json``, ``decoder3-hippocampus-light-conv2-rb2-rerun4.json``) ran in a third
 session on an Intel Xeon (fp32 training as before). Round 5 (``decoder5-*.json``: the conv3-rb2 and 2×-wide
 variants at 1000 steps, which lost at 300 steps but might plateau higher; the default at lr 0.003 and with
-drop path 0.1) ran on the same Xeon, one run per core.
+drop path 0.1) ran on the same Xeon, one run per core. Round 6 (``decoder6-*.json``: mirroring augmentation,
+``mirror_prob`` 0.5 on every axis as nnU-Net does, then on the Left-Right axis only, for the default light decoder
+and the DynUNet alike) ran on the same Xeon, one run per core, beside the brain model's training.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ VARIANTS = {"": "", "conv2": "conv_levels 2 (round 2's default)", "conv3": "conv
             "conv2-rb2-stem16": "conv_levels 2, 2 blocks per level, 1 residual, full-resolution stem 16 channels",
             "conv2-rb2-stem32": "conv_levels 2, 2 blocks per level, 1 residual, full-resolution stem 32 channels",
             "conv2-rb2-rerun": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run on round 4's CPU",
-            "conv2-rb2-dp0.1": "conv_levels 2, 2 blocks per level, 1 residual, drop path 0.1 in the ViT"}
+            "conv2-rb2-dp0.1": "conv_levels 2, 2 blocks per level, 1 residual, drop path 0.1 in the ViT",
+            "conv2-rb2-mirror": "conv_levels 2, 2 blocks per level, 1 residual (**default**), mirroring every axis",
+            "conv2-rb2-mirror-lr": "conv_levels 2, 2 blocks per level, 1 residual (**default**), mirroring Left-Right",
+            "mirror": "mirroring every axis", "mirror-lr": "mirroring Left-Right"}
 LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 
@@ -76,7 +81,7 @@ def best_lr_runs(runs: list[dict]) -> tuple[float, list[dict]] | None:
 
 def _name(r: dict) -> str:
     if r["arm"] != "light":
-        return NAMES[r["arm"]]
+        return f"{NAMES[r['arm']]}, {VARIANTS.get(r['variant'], r['variant'])}" if r["variant"] else NAMES[r["arm"]]
     extra = VARIANTS.get(r["variant"], r["variant"]) or "tokens only (conv_levels 0)"
     return f"{NAMES['light']}, {extra}"
 
@@ -157,7 +162,7 @@ def simple_table(runs: list[dict], labels: list[str] | None = None) -> list[str]
 
 def main() -> int:
     every = _runs("decoder-hippocampus-*.json", "decoder2-hippocampus-*.json", "decoder3-hippocampus-*.json",
-                  "decoder5-hippocampus-*.json")
+                  "decoder5-hippocampus-*.json", "decoder6-hippocampus-*.json")
     hippo = [r for r in every if r["steps"] == 300]
     long = [r for r in every if r["steps"] > 300]
     brain = _runs("decoder-brain-*.json", "decoder2-brain-*.json")
@@ -172,7 +177,9 @@ def main() -> int:
              "only. Round 4 (seeds 1-2 of the 1000-step DynUNet and UNETR rows, the stem-width variants) ran on a third "
              "CPU (Intel Xeon), two runs at a time, one per core: its CPU seconds are not comparable with the others. Round 5 "
              "(`decoder5-*.json`: conv_levels 3, the 2× wider decoder, lr 0.003 and drop path 0.1, all at 1000 steps) ran "
-             "on the same Xeon, the same way.", ""]
+             "on the same Xeon, the same way. Round 6 (`decoder6-*.json`, rows that say *mirroring*: each training crop "
+             "mirrored with probability 0.5 along every axis, as nnU-Net does, or along the Left-Right axis only) ran on "
+             "the same Xeon, one run per core, beside the brain model's training.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "

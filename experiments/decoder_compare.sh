@@ -88,3 +88,14 @@ $DH --out $R/decoder5-hippocampus-1000-light-conv2-rb2-lr.json --work runs/dc/wo
     --max-steps 1000 --variant conv2-rb2 $B2
 $DH --out $R/decoder5-hippocampus-1000-light-conv2-rb2-dp01.json --work runs/dc/work5-dp --arms light --lrs 0.01 \
     --max-steps 1000 --variant conv2-rb2-dp0.1 $B2 drop_path=0.1
+# --- round 6 (round 4's Xeon, one run per core, beside the brain model's training): mirroring augmentation
+# (pumit train segment --mirror-prob 0.5). Every axis, as nnU-Net does, cost the light decoder 0.08 Dice at 1000
+# steps (A-P and S-I flips are not plausible anatomy, and the labels are anterior / posterior), so the DynUNet
+# was not run with it; then Left-Right only (mirror_axes 2: the other side's hippocampus) for both arms
+$DH --out $R/decoder6-hippocampus-1000-light-mirror.json --work runs/dc/work6-light --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-mirror $B2 mirror_prob=0.5
+M="mirror_prob=0.5 mirror_axes=[2]"
+$DH --out $R/decoder6-hippocampus-1000-light-mirror-lr.json --work runs/dc/work6-light-lr --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-mirror-lr $B2 $M
+$DH --out $R/decoder6-hippocampus-1000-dynunet-mirror-lr.json --work runs/dc/work6-dyn-lr --arms dynunet --lrs 0.003 \
+    --max-steps 1000 --variant mirror-lr --config-override $M

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -290,12 +291,25 @@ class SegmentationCrops(Dataset):
     A fraction ``foreground_ratio`` of crops is centred on a random foreground voxel (label > 0), the rest is
     uniform. Smaller volumes are padded (image :data:`~pumit.data.dataset.PAD_VALUE`, label 0). Samples are
     the pipeline's dicts: ``image (C, *roi)``, ``label (*roi)`` int64, ``spacing (3,)``, ``modality``, ``da``, ``id``.
+
+    Mirroring (nnU-Net's cheapest augmentation): each axis of ``mirror_axes`` (model axes ``0 = D``
+    Inferior→Superior, ``1 = H`` Posterior→Anterior, ``2 = W`` Left→Right in the canonical orientation) is
+    reversed, image and label together, with probability ``mirror_prob``. Spacing is unchanged. With
+    ``mirror_prob`` 0 no random number is drawn for it, so earlier runs' crops are reproduced exactly.
     """
 
     def __init__(self, records: Sequence[ProcessedRecord], roi: Sequence[int], *, samples_per_volume: int = 1,
-                 foreground_ratio: float = 0.5, seed: int = 0, max_fg_points: int = 20000):
+                 foreground_ratio: float = 0.5, seed: int = 0, max_fg_points: int = 20000,
+                 mirror_prob: float = 0.0, mirror_axes: Sequence[int] = (0, 1, 2)):
         if not records:
             raise InputError("no training cases for segmentation")
+        if not 0.0 <= float(mirror_prob) <= 1.0:
+            raise InputError(f"mirror_prob must be between 0 and 1, got {mirror_prob}")
+        bad = [a for a in mirror_axes if int(a) not in (0, 1, 2)]
+        if bad:
+            raise InputError(f"mirror_axes are model axes 0 (D), 1 (H) and 2 (W), got {bad[0]}")
+        self.mirror_prob = float(mirror_prob)
+        self.mirror_axes = tuple(sorted({int(a) for a in mirror_axes}))
         self.records = list(records)
         self.roi = tuple(int(v) for v in roi)
         self.spv = max(int(samples_per_volume), 1)
@@ -348,6 +362,11 @@ class SegmentationCrops(Dataset):
         if tuple(size) != self.roi:
             img = _plain(SpatialPad(self.roi, method="symmetric", value=PAD_VALUE)(img))
             lab = _plain(SpatialPad(self.roi, method="symmetric", value=0)(lab))
+        if self.mirror_prob > 0:
+            axes = [a for a in self.mirror_axes if rng.random_sample() < self.mirror_prob]
+            if axes:
+                img = torch.flip(img, [a + 1 for a in axes])
+                lab = torch.flip(lab, [a + 1 for a in axes])
         return {"image": img.clamp_(-1.0, 1.0), "label": lab[0].long(),
                 "spacing": torch.tensor(rec.spacing, dtype=torch.float64), "modality": modality_id(rec.modality),
                 "da": rec.da, "id": rec.id}
@@ -537,7 +556,20 @@ class SegmentationDataModule(_Base):
         self.train_set = SegmentationCrops(self._train_records, self.roi,
                                            samples_per_volume=int(self.cfg.get("samples_per_volume", 1)),
                                            foreground_ratio=float(self.cfg.get("foreground_ratio", 0.5)),
-                                           seed=int(self.cfg.get("seed", 0)))
+                                           seed=int(self.cfg.get("seed", 0)),
+                                           mirror_prob=float(self.cfg.get("mirror_prob") or 0.0),
+                                           mirror_axes=tuple(self.cfg.get("mirror_axes") or (0, 1, 2)))
+        if self.train_set.mirror_prob > 0 and 2 in self.train_set.mirror_axes:
+            sided = sorted(n for n in self.labels.values() if _names_a_side(n))
+            if sided:
+                log.warning("mirroring axis 2 (W, Left-Right) swaps sides, but %d label name(s) name one (e.g. %r): "
+                            "those labels become wrong on mirrored crops; set mirror_axes to 0,1", len(sided), sided[0])
+
+
+def _names_a_side(name: str) -> bool:
+    """Whether a label name says left or right (``Hippocampus_L``, ``Left-Amygdala``, ``right lung``)."""
+    words = [w for w in re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()) if w]
+    return any(w in ("l", "r", "left", "right", "lh", "rh") for w in words)
 
 
 def dataset_labels(data: str | os.PathLike, records: Sequence[ProcessedRecord]) -> dict[str, str]:

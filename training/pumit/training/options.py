@@ -307,6 +307,10 @@ _SEGMENT = [
     _opt("val_fraction", float, "fraction of the cases held out for validation (at least 1)", 0.2, group="data"),
     _opt("samples_per_volume", int, "random crops drawn per training case per epoch", 4, metavar="N", group="data"),
     _opt("foreground_ratio", float, "fraction of crops centred on a foreground voxel", 0.67, group="data"),
+    _opt("mirror_prob", float, "probability of mirroring a training crop along each of mirror_axes (image and "
+         "label; nnU-Net uses 0.5); 0: no augmentation", 0.0, group="data"),
+    _opt("mirror_axes", to_int_list, "model axes that may be mirrored: 0 = D (S-I), 1 = H (A-P), 2 = W (L-R); leave "
+         "2 out when label names carry a side (Left/Right)", (0, 1, 2), metavar="A,B,...", group="data"),
     _opt("sw_overlap", float, "sliding-window overlap of validation inference", 0.5, group="data"),
     _opt("sw_batch_size", int, "windows per forward pass in sliding-window validation", 2, metavar="N",
          group="data"),
