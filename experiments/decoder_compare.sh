@@ -99,3 +99,8 @@ $DH --out $R/decoder6-hippocampus-1000-light-mirror-lr.json --work runs/dc/work6
     --max-steps 1000 --variant conv2-rb2-mirror-lr $B2 $M
 $DH --out $R/decoder6-hippocampus-1000-dynunet-mirror-lr.json --work runs/dc/work6-dyn-lr --arms dynunet --lrs 0.003 \
     --max-steps 1000 --variant mirror-lr --config-override $M
+# ... and whether Left-Right mirroring pays at a longer budget: the default light decoder at 3000 steps, with and without
+$DH --out $R/decoder6-hippocampus-3000-light-mirror-lr.json --work runs/dc/work6-light-lr-3000 --arms light --lrs 0.01 \
+    --max-steps 3000 --variant conv2-rb2-mirror-lr $B2 mirror_prob=0.5 mirror_axes=2
+$DH --out $R/decoder6-hippocampus-3000-light.json --work runs/dc/work6-light-3000 --arms light --lrs 0.01 \
+    --max-steps 3000 --variant conv2-rb2 $B2
