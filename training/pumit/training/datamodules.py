@@ -285,6 +285,15 @@ def intensity_by_modality(records: Sequence[ProcessedRecord]) -> dict[str, dict[
 # ---------------------------------------------------------------------- datasets
 
 
+def check_mirroring(mirror_prob: float, mirror_axes: Sequence[int]) -> None:
+    """Raise :class:`InputError` unless ``0 <= mirror_prob <= 1`` and every axis is a model axis (0, 1, 2)."""
+    if not 0.0 <= float(mirror_prob) <= 1.0:
+        raise InputError(f"mirror_prob must be between 0 and 1, got {mirror_prob}")
+    bad = [a for a in mirror_axes if int(a) not in (0, 1, 2)]
+    if bad:
+        raise InputError(f"mirror_axes are model axes 0 (D), 1 (H) and 2 (W), got {bad[0]}")
+
+
 class SegmentationCrops(Dataset):
     """``roi`` crops of labelled processed items, ``samples_per_volume`` per item per epoch.
 
@@ -303,11 +312,7 @@ class SegmentationCrops(Dataset):
                  mirror_prob: float = 0.0, mirror_axes: Sequence[int] = (0, 1, 2)):
         if not records:
             raise InputError("no training cases for segmentation")
-        if not 0.0 <= float(mirror_prob) <= 1.0:
-            raise InputError(f"mirror_prob must be between 0 and 1, got {mirror_prob}")
-        bad = [a for a in mirror_axes if int(a) not in (0, 1, 2)]
-        if bad:
-            raise InputError(f"mirror_axes are model axes 0 (D), 1 (H) and 2 (W), got {bad[0]}")
+        check_mirroring(mirror_prob, mirror_axes)
         self.mirror_prob = float(mirror_prob)
         self.mirror_axes = tuple(sorted({int(a) for a in mirror_axes}))
         self.records = list(records)
@@ -527,6 +532,7 @@ class SegmentationDataModule(_Base):
         data = self.cfg.get("data")
         if not data:
             raise InputError("pumit train segment needs --data DATASET_DIR (imagesTr/, labelsTr/, dataset.json)")
+        check_mirroring(float(self.cfg.get("mirror_prob") or 0.0), tuple(self.cfg.get("mirror_axes") or ()))  # before any work
         val_fraction = float(self.cfg.get("val_fraction", 0.2))
         records = prepare_data([data], self.work_dir, val_fraction=val_fraction, seed=int(self.cfg.get("seed", 0)),
                                intensity=self.cfg.get("intensity") or base_intensity, require_labels=True,

@@ -83,6 +83,9 @@ def test_bad_mirror_options_are_input_errors(tmp_path: Path) -> None:
         SegmentationCrops([rec], SHAPE, mirror_prob=0.5, mirror_axes=(3,))
     with pytest.raises(InputError, match="bad value"):
         resolve_config("segment", overrides={"mirror_axes": "x,y"})
+    cfg = resolve_config("segment", overrides={"mirror_prob": "-0.1", "data": str(tmp_path / "absent")})
+    with pytest.raises(InputError, match="mirror_prob must be between 0 and 1"):  # before the data is read
+        SegmentationDataModule(cfg, tmp_path / "work").prepare()
 
 
 def test_options_reach_the_training_crops(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -46,6 +46,19 @@ def test_missing_data_and_unknown_base_model(tmp_path: Path, pumit_home: Path, h
     assert "unknown model" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize(("flag", "value", "message"), [("--mirror-prob", "2", "mirror_prob must be between 0 and 1"),
+                                                        ("--mirror-axes", "0,3", "mirror_axes are model axes")])
+def test_bad_mirroring_exits_2_before_the_data_is_prepared(flag: str, value: str, message: str, hippo_msd: Path,
+                                                           tmp_path: Path, pumit_home: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert cli_main(_segment(hippo_msd, out, flag, value)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("pumit: error:") and message in err
+    assert not (out / "checkpoints").exists() and not (out / "data").exists() and not (pumit_home / "models").exists()
+
+
 def test_out_of_memory_exits_4_naming_the_knobs(adrenal_npz: Path, tmp_path: Path, pumit_home: Path,
                                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from pumit.training.classification import ClassificationModule
