@@ -171,3 +171,18 @@ if [ "$CONTINUE_STEPS" -gt 0 ]; then
     $PY experiments/eval_brain.py --model "$OUT/packaged/shipped-v0.2.0" \
         --name "shipped v0.2.0 (v0.1.0 + $CONTINUE_STEPS steps, lr 0.003)" --out "$RESULTS/brain-eval-shipped-v0.2.0.json"
 fi
+
+# --- 10. the shipped v0.3.0: v0.2.0 (step 9's run; V020=MODEL_DIR names another) trained CONTINUE2_STEPS (4000)
+# more steps at lr 0.003, the same recipe as step 9, packaged and evaluated the same way (CONTINUE2_STEPS=0 skips it)
+CONTINUE2_STEPS=${CONTINUE2_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 4000)}
+if [ "$CONTINUE2_STEPS" -gt 0 ]; then
+    V020=${V020:-$OUT/cont-v010-lr0.003-3000/model}
+    [ -d "$V020" ] || { echo "step 10 needs the v0.2.0 model: $V020 not found (run step 9 or set V020)" >&2; exit 1; }
+    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
+        --base-model "$V020" --lr 0.003 --max-steps "$CONTINUE2_STEPS" --val-check-interval "$CONTINUE2_STEPS" \
+        --output "$OUT/cont-v020-lr0.003-$CONTINUE2_STEPS"
+    $PY experiments/brain_package.py --model "$OUT/cont-v020-lr0.003-$CONTINUE2_STEPS/model" \
+        --out "$OUT/packaged/shipped-v0.3.0"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped-v0.3.0" \
+        --name "shipped v0.3.0 (v0.2.0 + $CONTINUE2_STEPS steps, lr 0.003)" --out "$RESULTS/brain-eval-shipped-v0.3.0.json"
+fi
