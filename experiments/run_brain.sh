@@ -157,19 +157,24 @@ if [ "${EXTRA_ARMS:-1}" = 1 ] && [ "$SMOKE" != 1 ]; then
         --out "$RESULTS/brain-eval-scratch-rb2-f100.json"
 fi
 
+# continue_shipped BASE STEPS RUN VERSION FROM: the continuation recipe of steps 9 and 10. The model folder BASE
+# trained STEPS more steps at lr 0.003 on the same data into $OUT/RUN, packaged as shipped-VERSION and evaluated
+continue_shipped() {
+    local base=$1 steps=$2 run=$3 version=$4 from=$5
+    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
+        --base-model "$base" --lr 0.003 --max-steps "$steps" --val-check-interval "$steps" --output "$OUT/$run"
+    $PY experiments/brain_package.py --model "$OUT/$run/model" --out "$OUT/packaged/shipped-$version"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped-$version" \
+        --name "shipped $version ($from + $steps steps, lr 0.003)" --out "$RESULTS/brain-eval-shipped-$version.json"
+}
+
 # --- 9. the shipped v0.2.0: the v0.1.0 model (step 7's run; V010=MODEL_DIR names another) trained CONTINUE_STEPS
 # (3000) more steps at lr 0.003 on the same data, packaged and evaluated the same way (CONTINUE_STEPS=0 skips it)
 CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
 if [ "$CONTINUE_STEPS" -gt 0 ]; then
     V010=${V010:-$OUT/long-pretrained-f100-lr$BEST_PRE/model}
     [ -d "$V010" ] || { echo "step 9 needs the v0.1.0 model: $V010 not found (run step 7 or set V010)" >&2; exit 1; }
-    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
-        --base-model "$V010" --lr 0.003 --max-steps "$CONTINUE_STEPS" --val-check-interval "$CONTINUE_STEPS" \
-        --output "$OUT/cont-v010-lr0.003-$CONTINUE_STEPS"
-    $PY experiments/brain_package.py --model "$OUT/cont-v010-lr0.003-$CONTINUE_STEPS/model" \
-        --out "$OUT/packaged/shipped-v0.2.0"
-    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped-v0.2.0" \
-        --name "shipped v0.2.0 (v0.1.0 + $CONTINUE_STEPS steps, lr 0.003)" --out "$RESULTS/brain-eval-shipped-v0.2.0.json"
+    continue_shipped "$V010" "$CONTINUE_STEPS" "cont-v010-lr0.003-$CONTINUE_STEPS" v0.2.0 v0.1.0
 fi
 
 # --- 10. the shipped v0.3.0: v0.2.0 (step 9's run; V020=MODEL_DIR names another) trained CONTINUE2_STEPS (4000)
@@ -178,11 +183,5 @@ CONTINUE2_STEPS=${CONTINUE2_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 4000)}
 if [ "$CONTINUE2_STEPS" -gt 0 ]; then
     V020=${V020:-$OUT/cont-v010-lr0.003-3000/model}
     [ -d "$V020" ] || { echo "step 10 needs the v0.2.0 model: $V020 not found (run step 9 or set V020)" >&2; exit 1; }
-    $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac100.jsonl" \
-        --base-model "$V020" --lr 0.003 --max-steps "$CONTINUE2_STEPS" --val-check-interval "$CONTINUE2_STEPS" \
-        --output "$OUT/cont-v020-lr0.003-$CONTINUE2_STEPS"
-    $PY experiments/brain_package.py --model "$OUT/cont-v020-lr0.003-$CONTINUE2_STEPS/model" \
-        --out "$OUT/packaged/shipped-v0.3.0"
-    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped-v0.3.0" \
-        --name "shipped v0.3.0 (v0.2.0 + $CONTINUE2_STEPS steps, lr 0.003)" --out "$RESULTS/brain-eval-shipped-v0.3.0.json"
+    continue_shipped "$V020" "$CONTINUE2_STEPS" "cont-v020-lr0.003-$CONTINUE2_STEPS" v0.3.0 v0.2.0
 fi
