@@ -532,7 +532,7 @@ class SegmentationDataModule(_Base):
         data = self.cfg.get("data")
         if not data:
             raise InputError("pumit train segment needs --data DATASET_DIR (imagesTr/, labelsTr/, dataset.json)")
-        check_mirroring(float(self.cfg.get("mirror_prob") or 0.0), tuple(self.cfg.get("mirror_axes") or ()))  # before any work
+        check_mirroring(*self._mirroring())  # before any work
         val_fraction = float(self.cfg.get("val_fraction", 0.2))
         records = prepare_data([data], self.work_dir, val_fraction=val_fraction, seed=int(self.cfg.get("seed", 0)),
                                intensity=self.cfg.get("intensity") or base_intensity, require_labels=True,
@@ -556,15 +556,19 @@ class SegmentationDataModule(_Base):
         self._train_records = train
         self.val_set = ProcessedDataset(val, crop_mode="none") if val else None
 
+    def _mirroring(self) -> tuple[float, tuple[int, ...]]:
+        """``(mirror_prob, mirror_axes)`` of the config (an empty axis list means no axis, not every axis)."""
+        return float(self.cfg.get("mirror_prob") or 0.0), tuple(self.cfg.get("mirror_axes", (0, 1, 2)))
+
     def set_roi(self, roi: Sequence[int]) -> None:
         """Build the training crops of size ``roi (D, H, W)`` (chosen by the module for the network's divisor)."""
         self.roi = tuple(int(v) for v in roi)
+        mirror_prob, mirror_axes = self._mirroring()
         self.train_set = SegmentationCrops(self._train_records, self.roi,
                                            samples_per_volume=int(self.cfg.get("samples_per_volume", 1)),
                                            foreground_ratio=float(self.cfg.get("foreground_ratio", 0.5)),
                                            seed=int(self.cfg.get("seed", 0)),
-                                           mirror_prob=float(self.cfg.get("mirror_prob") or 0.0),
-                                           mirror_axes=tuple(self.cfg.get("mirror_axes") or (0, 1, 2)))
+                                           mirror_prob=mirror_prob, mirror_axes=mirror_axes)
         if self.train_set.mirror_prob > 0 and 2 in self.train_set.mirror_axes:
             sided = sorted(n for n in self.labels.values() if _names_a_side(n))
             if sided:

@@ -104,3 +104,6 @@ def test_options_reach_the_training_crops(tmp_path: Path, caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING, logger="pumit.training.datamodules"):
         dm.set_roi(SHAPE)
     assert "swaps sides" not in caplog.text and dm.train_set.mirror_axes == (0, 1)
+    dm.cfg = dict(cfg, mirror_axes=())  # an empty list: no axis is mirrored (not every axis)
+    dm.set_roi(SHAPE)
+    assert dm.train_set.mirror_axes == ()

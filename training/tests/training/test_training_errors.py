@@ -46,7 +46,6 @@ def test_missing_data_and_unknown_base_model(tmp_path: Path, pumit_home: Path, h
     assert "unknown model" in capsys.readouterr().err
 
 
-
 @pytest.mark.parametrize(("flag", "value", "message"), [("--mirror-prob", "2", "mirror_prob must be between 0 and 1"),
                                                         ("--mirror-axes", "0,3", "mirror_axes are model axes")])
 def test_bad_mirroring_exits_2_before_the_data_is_prepared(flag: str, value: str, message: str, hippo_msd: Path,
