@@ -97,6 +97,31 @@ def importtime() -> dict[str, float]:
     return out
 
 
+def child_ready_s(code: str) -> float:
+    """Wall seconds from launching ``python -c code`` to its first line on stdout, printed right after ``code``.
+
+    Timed to an event like the segment run's marks, not to process exit (torch's interpreter teardown alone costs
+    a few tenths of a second that "model loaded" does not include).
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", f"{code}\nprint('ready', flush=True)"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    t = time.perf_counter() - t0
+    proc.stdout.read()
+    if proc.wait() != 0:
+        raise RuntimeError(f"startup: python -c {code!r} failed")
+    return t
+
+
+#: what no change in pumit can remove, timed in fresh processes interleaved with the segment runs: a bare interpreter
+#: and ``import torch``. "model loaded" minus ``import_torch_s`` is what pumit's own imports, argument parsing and
+#: model load cost on top.
+FLOOR = {"python_s": "pass", "import_torch_s": "import torch"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -113,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     load0 = load_snapshot()
     with tempfile.TemporaryDirectory() as tmp:
         one_run(image, Path(tmp), model)  # warm-up: the OS file cache (torch's shared libraries)
-        runs = [one_run(image, Path(tmp), model) for _ in range(args.repeats)]
+        runs, floors = [], []
+        for _ in range(args.repeats):
+            runs.append(one_run(image, Path(tmp), model))
+            floors.append({k: child_ready_s(code) for k, code in FLOOR.items()})
+    base = {k: statistics.median(f[k] for f in floors) for k in FLOOR}
     failed = [r for r in runs if r["rc"] != 0]
     if failed:
         print(f"startup: pumit segment failed (exit {failed[0]['rc']}) on {image}", file=sys.stderr)
@@ -134,12 +163,16 @@ def main(argv: list[str] | None = None) -> int:
                    if all(r.get(k) is not None for r in runs)},
         "target": {"median": target_key, "seconds": target_s,
                    "met": med(target_key) is not None and med(target_key) < target_s},
+        "floor": base,
+        "model_loaded_over_import_torch_s": (None if med("model_loaded_s") is None
+                                             else med("model_loaded_s") - base["import_torch_s"]),  # type: ignore[operator]
         "importtime_cumulative_ms": imports, "load": {"start": load0, "end": load1}, "cpu_count": os.cpu_count(),
     }
     prefix = "startup" if args.preset == "hippocampus" else f"segment-{args.preset}"
     out = args.out or RESULTS_DIR / f"{prefix}-cpu-{_dt.date.today().isoformat()}.json"
     write_json(out, payload)
-    print(json.dumps({k: payload[k] for k in ("median", "spread", "target", "importtime_cumulative_ms")}, indent=1))
+    print(json.dumps({k: payload[k] for k in ("median", "spread", "target", "floor",
+                                                         "model_loaded_over_import_torch_s", "importtime_cumulative_ms")}, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -159,8 +159,10 @@ def readme_block(data: dict[str, Any]) -> str:
     if st:
         sp, sd = st
         m = sd["median"]
+        fl = sd.get("floor") or {}
+        floor_txt = f"; a bare `import torch`: {_s(fl['import_torch_s'])}" if fl.get("import_torch_s") else ""
         lines.append(f"| `pumit segment` launch → model loaded (hippocampus model) | – | {_s(m.get('model_loaded_s'))} "
-                     f"(total {_s(m.get('total_s'))}) | – | – | – | {_load_txt({'load_before': sd.get('load', {}).get('start'), 'load_after': sd.get('load', {}).get('end')})} | "
+                     f"(total {_s(m.get('total_s'))}{floor_txt}) | – | – | – | {_load_txt({'load_before': sd.get('load', {}).get('start'), 'load_after': sd.get('load', {}).get('end')})} | "
                      f"< 1.5 s — {'met' if sd['target']['met'] else 'missed'} |")
     e2e = data.get("segment_e2e")
     if e2e:
@@ -225,7 +227,10 @@ def docs_block(data: dict[str, Any]) -> str:
         lines += [f"Start-up (`{_rel(sp)}`, {len(sd['runs'])} runs after one warm-up): launch → model loaded "
                   f"{_s(sd['median'].get('model_loaded_s'))} (range {sd['spread'].get('model_loaded_s')}), → first window "
                   f"{_s(sd['median'].get('first_window_s'))}, total {_s(sd['median'].get('total_s'))}; "
-                  f"`python -X importtime` (cumulative): {imp}.", ""]
+                  f"`python -X importtime` (cumulative): {imp}."
+                  + (f" In fresh processes interleaved with these runs, a bare interpreter took {_s(sd['floor']['python_s'])} and "
+                     f"`import torch` alone {_s(sd['floor']['import_torch_s'])}: what pumit adds on top, up to the model "
+                     f"being loaded, is {_s(sd['model_loaded_over_import_torch_s'])}." if sd.get("floor") else ""), ""]
     return "\n".join(lines).rstrip()
 
 
