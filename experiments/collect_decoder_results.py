@@ -14,7 +14,9 @@ session on an Intel Xeon (fp32 training as before). Round 5 (``decoder5-*.json``
 variants at 1000 steps, which lost at 300 steps but might plateau higher; the default at lr 0.003 and with
 drop path 0.1) ran on the same Xeon, one run per core. Round 6 (``decoder6-*.json``: mirroring augmentation,
 ``mirror_prob`` 0.5 on every axis as nnU-Net does, then on the Left-Right axis only, for the default light decoder
-and the DynUNet alike) ran on the same Xeon, one run per core, beside the brain model's training.
+and the DynUNet alike) ran on the same Xeon, one run per core, beside the brain model's training. Round 7
+(``decoder7-*.json``: is the last gap to the DynUNet in the ViT? a 2× wider ViT, on 2026-12-02's Xeon; a 2× deeper
+one and the default re-run as a calibration of the CPU, on 2026-12-03's) ran one run per core.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ VARIANTS = {"": "", "conv2": "conv_levels 2 (round 2's default)", "conv3": "conv
             "conv2-rb2-dp0.1": "conv_levels 2, 2 blocks per level, 1 residual, drop path 0.1 in the ViT",
             "conv2-rb2-mirror": "conv_levels 2, 2 blocks per level, 1 residual (**default**), mirroring every axis",
             "conv2-rb2-mirror-lr": "conv_levels 2, 2 blocks per level, 1 residual (**default**), mirroring Left-Right",
-            "mirror": "mirroring every axis", "mirror-lr": "mirroring Left-Right"}
+            "mirror": "mirroring every axis", "mirror-lr": "mirroring Left-Right",
+            "conv2-rb2-rerun7": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run 2026-12-03",
+            "conv2-rb2-vit192": "conv_levels 2, 2 blocks per level, 1 residual, ViT 2× wider (192, 6 heads)",
+            "conv2-rb2-depth8": "conv_levels 2, 2 blocks per level, 1 residual, ViT 2× deeper (8 blocks)"}
 LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 
@@ -162,7 +167,7 @@ def simple_table(runs: list[dict], labels: list[str] | None = None) -> list[str]
 
 def main() -> int:
     every = _runs("decoder-hippocampus-*.json", "decoder2-hippocampus-*.json", "decoder3-hippocampus-*.json",
-                  "decoder5-hippocampus-*.json", "decoder6-hippocampus-*.json")
+                  "decoder5-hippocampus-*.json", "decoder6-hippocampus-*.json", "decoder7-hippocampus-*.json")
     hippo = [r for r in every if r["steps"] == 300]
     long = [r for r in every if r["steps"] > 300]
     brain = _runs("decoder-brain-*.json", "decoder2-brain-*.json")
@@ -179,7 +184,9 @@ def main() -> int:
              "(`decoder5-*.json`: conv_levels 3, the 2× wider decoder, lr 0.003 and drop path 0.1, all at 1000 steps) ran "
              "on the same Xeon, the same way. Round 6 (`decoder6-*.json`, rows that say *mirroring*: each training crop "
              "mirrored with probability 0.5 along every axis, as nnU-Net does, or along the Left-Right axis only) ran on "
-             "the same Xeon, one run per core, beside the brain model's training.", ""]
+             "the same Xeon, one run per core, beside the brain model's training. Round 7 (`decoder7-*.json`: is the last "
+             "gap to the DynUNet in the ViT?) ran one run per core: the 2× wider ViT on 2026-12-02's Xeon, the 2× deeper "
+             "one and a re-run of the default (its CPU seconds calibrate that day's CPU against round 4) on 2026-12-03's.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "

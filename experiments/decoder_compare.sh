@@ -104,3 +104,12 @@ $DH --out $R/decoder6-hippocampus-3000-light-mirror-lr.json --work runs/dc/work6
     --max-steps 3000 --variant conv2-rb2-mirror-lr $B2 mirror_prob=0.5 mirror_axes=2
 $DH --out $R/decoder6-hippocampus-3000-light.json --work runs/dc/work6-light-3000 --arms light --lrs 0.01 \
     --max-steps 3000 --variant conv2-rb2 $B2
+# --- round 7 (2026-12-03, Intel Xeon, one run per core): is the ViT the bottleneck of the default light decoder?
+# A wider ViT (embed 192, 6 heads: 2.44 M parameters, 1.65 GFLOP per training window) and a deeper one (8 blocks:
+# 1.44 M, 1.47 GFLOP), each against the default's seed-0 run (0.884, round 4); same 1000 steps, lr 0.01
+$DH --out $R/decoder7-hippocampus-1000-light-vit192.json --work runs/dc/work7-vit192 --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-vit192 $B2 embed_dim=192 num_heads=6
+$DH --out $R/decoder7-hippocampus-1000-light-depth8.json --work runs/dc/work7-depth8 --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-depth8 $B2 depth=8
+$DH --out $R/decoder7-hippocampus-1000-light-rerun7.json --work runs/dc/work7-rerun7 --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-rerun7 $B2
