@@ -74,7 +74,9 @@ $PY experiments/data/make_tokenizer_v3_index.py runs/data/index_all.jsonl runs/d
 $PUMIT data preprocess runs/data/index_tok3.jsonl -o runs/data/tok3 --max-side 256 --workers 1 -q
 $PY experiments/data/renormalize_tokenizer_v3.py runs/data/index_tok3.jsonl runs/data/tok3/manifest.jsonl \
     runs/data/tok3/manifest_renorm.jsonl
-$PY experiments/data/make_tokenizer_v3_manifest.py runs/data/tok3/manifest_renorm.jsonl runs/data/tok3/train.jsonl
+# --exclude itk-examples: the shipped list (538 items) was made without Debian's insighttoolkit5-examples
+$PY experiments/data/make_tokenizer_v3_manifest.py runs/data/tok3/manifest_renorm.jsonl runs/data/tok3/train.jsonl \
+    --exclude itk-examples
 $PUMIT train tokenizer --config experiments/configs/tokenizer_v3.yaml --data runs/data/tok3/train.jsonl --output runs/ref/tok3
 $PY experiments/eval_reconstruction.py --tokenizer runs/ref/tok3/model --output runs/ref/recon-eval-tok3 --montages 3
 $PY experiments/package_tokenizer_v3.py --run runs/ref/tok3 --eval runs/ref/recon-eval-tok3
@@ -97,3 +99,7 @@ for stage in search seeds; do
   ARMS=dynunet LE_STAGE=$stage bash experiments/label_efficiency.sh
 done
 $PY experiments/collect_label_efficiency.py
+# ... and AdrenalMNIST3D on the same MIM backbone (T = 0.1): scratch / pre-trained SPAD-ViT and the ResNet-18 baseline,
+# lr searched at seed 0 by validation AUC, then seeds 1-2 (docs/results.md "AdrenalMNIST3D on the v0.3 chain")
+for stage in search seeds; do $PY experiments/adrenal_chain.py --stage $stage; done
+$PY experiments/adrenal_chain.py --table --update docs/results.md
