@@ -27,8 +27,10 @@ ARMS = (
     ("shipped", "ours, from the MIM backbone, longer (`pumit-ref-brain-parcellation-v0.1.0`, superseded)"),
     ("shipped-v0.2.0", "v0.1.0 trained 3000 more steps at lr 0.003, 4500 in all "
                        "(`pumit-ref-brain-parcellation-v0.2.0`, superseded)"),
-    ("shipped-v0.3.0", "v0.2.0 trained 4000 more steps at lr 0.003, 8500 in all (**shipped** "
-                       "`pumit-ref-brain-parcellation-v0.3.0`)"),
+    ("shipped-v0.3.0", "v0.2.0 trained 4000 more steps at lr 0.003, 8500 in all "
+                       "(`pumit-ref-brain-parcellation-v0.3.0`, superseded)"),
+    ("shipped-v0.4.0", "v0.3.0 trained 3000 more steps at lr 0.003, 11500 in all (**shipped** "
+                       "`pumit-ref-brain-parcellation-v0.4.0`)"),
 )
 #: per-structure rows: the subcortical structures, both sides, then a few large ones
 STRUCTURES = ("ThalamusProper", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala", "AccumbensArea",

@@ -185,3 +185,13 @@ if [ "$CONTINUE2_STEPS" -gt 0 ]; then
     [ -d "$V020" ] || { echo "step 10 needs the v0.2.0 model: $V020 not found (run step 9 or set V020)" >&2; exit 1; }
     continue_shipped "$V020" "$CONTINUE2_STEPS" "cont-v020-lr0.003-$CONTINUE2_STEPS" v0.3.0 v0.2.0
 fi
+
+# --- 11. the shipped v0.4.0: v0.3.0 (step 10's run; V030=MODEL_DIR names another: the shipped folder
+# training/pumit/assets/models/pumit-ref-brain-parcellation-v0.3.0 holds the same weights, and was used) trained
+# CONTINUE3_STEPS (3000) more steps at lr 0.003, the recipe of steps 9-10 (CONTINUE3_STEPS=0 skips it)
+CONTINUE3_STEPS=${CONTINUE3_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
+if [ "$CONTINUE3_STEPS" -gt 0 ]; then
+    V030=${V030:-$OUT/cont-v020-lr0.003-$CONTINUE2_STEPS/model}
+    [ -d "$V030" ] || { echo "step 11 needs the v0.3.0 model: $V030 not found (run step 10 or set V030)" >&2; exit 1; }
+    continue_shipped "$V030" "$CONTINUE3_STEPS" "cont-v030-lr0.003-$CONTINUE3_STEPS" v0.4.0 v0.3.0
+fi
