@@ -186,8 +186,9 @@ if [ "$CONTINUE2_STEPS" -gt 0 ]; then
     continue_shipped "$V020" "$CONTINUE2_STEPS" "cont-v020-lr0.003-$CONTINUE2_STEPS" v0.3.0 v0.2.0
 fi
 
-# --- 11. the shipped v0.4.0: v0.3.0 (step 10's run; V030=MODEL_DIR names another: the shipped folder
-# training/pumit/assets/models/pumit-ref-brain-parcellation-v0.3.0 holds the same weights, and was used) trained
+# --- 11. the shipped v0.4.0: v0.3.0 (step 10's run; V030=MODEL_DIR names another: v0.4.0 was trained from the
+# shipped folder training/pumit/assets/models/pumit-ref-brain-parcellation-v0.3.0, the same weights, in the git
+# history at commit b707498) trained
 # CONTINUE3_STEPS (3000) more steps at lr 0.003, the recipe of steps 9-10 (CONTINUE3_STEPS=0 skips it)
 CONTINUE3_STEPS=${CONTINUE3_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
 if [ "$CONTINUE3_STEPS" -gt 0 ]; then
