@@ -16,7 +16,8 @@ drop path 0.1) ran on the same Xeon, one run per core. Round 6 (``decoder6-*.jso
 ``mirror_prob`` 0.5 on every axis as nnU-Net does, then on the Left-Right axis only, for the default light decoder
 and the DynUNet alike) ran on the same Xeon, one run per core, beside the brain model's training. Round 7
 (``decoder7-*.json``: is the last gap to the DynUNet in the ViT? a 2× wider ViT, on 2026-12-02's Xeon; a 2× deeper
-one and the default re-run as a calibration of the CPU, on 2026-12-03's) ran one run per core.
+one, round 4's wider stems at 1000 steps and the default re-run as a calibration of the CPU, on 2026-12-03's)
+ran one run per core.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def main() -> int:
              "mirrored with probability 0.5 along every axis, as nnU-Net does, or along the Left-Right axis only) ran on "
              "the same Xeon, one run per core, beside the brain model's training. Round 7 (`decoder7-*.json`: is the last "
              "gap to the DynUNet in the ViT?) ran one run per core: the 2× wider ViT on 2026-12-02's Xeon, the 2× deeper "
-             "one and a re-run of the default (its CPU seconds calibrate that day's CPU against round 4) on 2026-12-03's.", ""]
+             "one, round 4's 16- and 32-channel stems at 1000 steps and a re-run of the default (its CPU seconds calibrate "
+             "that day's CPU against round 4) on 2026-12-03's.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "

@@ -113,3 +113,8 @@ $DH --out $R/decoder7-hippocampus-1000-light-depth8.json --work runs/dc/work7-de
     --max-steps 1000 --variant conv2-rb2-depth8 $B2 depth=8
 $DH --out $R/decoder7-hippocampus-1000-light-rerun7.json --work runs/dc/work7-rerun7 --arms light --lrs 0.01 \
     --max-steps 1000 --variant conv2-rb2-rerun7 $B2
+# ... and round 4's full-resolution stem widths (16, 32 channels; 8 is the default) at 1000 steps instead of 300
+for s in 16 32; do
+  $DH --out $R/decoder7-hippocampus-1000-light-stem$s.json --work runs/dc/work7-stem$s --arms light --lrs 0.01 \
+      --max-steps 1000 --variant conv2-rb2-stem$s $B2 "light_stem_channels=[$s]"
+done
