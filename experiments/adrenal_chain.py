@@ -29,7 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-from collect_results import metrics_rows
+from collect_results import classify_run_metrics
+
+from pumit.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -59,10 +61,7 @@ def load(arm: str) -> list[dict]:
 
 
 def save(arm: str, runs: list[dict]) -> None:
-    f = results_file(arm)
-    tmp = f.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"arm": arm, "label": ARMS[arm], "runs": runs}, indent=1) + "\n")
-    os.replace(tmp, f)
+    atomic_write_text(results_file(arm), json.dumps({"arm": arm, "label": ARMS[arm], "runs": runs}, indent=1) + "\n")
 
 
 def command(arm: str, lr: float, seed: int, out: Path) -> list[str]:
@@ -87,15 +86,10 @@ def read_result(arm: str, out: Path) -> dict:
         r = json.loads((out / "result.json").read_text())
         hist = [{"epoch": h["epoch"], "auc": h["val_auc"], "acc": h["val_acc"]} for h in r["history"]]
         return {"best_epoch": r["best_epoch"], "val": r["val"], "test": r["test"], "val_history": hist}
-    rows = metrics_rows(out)
-    val = [r for r in rows if "val/auc" in r]
-    test = [r for r in rows if "test/auc" in r]
-    if not val or not test:
+    m = classify_run_metrics(out)
+    if m is None or m["val"] is None or m["test"] is None:
         raise RuntimeError(f"adrenal_chain: {out} has no validation/test metrics")
-    best = max(val, key=lambda r: float(r["val/auc"]))
-    return {"best_epoch": int(best["epoch"]), "val": {"auc": float(best["val/auc"]), "acc": float(best["val/acc"])},
-            "test": {"auc": float(test[-1]["test/auc"]), "acc": float(test[-1]["test/acc"])},
-            "val_history": [{"epoch": int(r["epoch"]), "auc": float(r["val/auc"]), "acc": float(r["val/acc"])} for r in val]}
+    return {k: m[k] for k in ("best_epoch", "val", "test", "val_history")}
 
 
 def run_one(arm: str, lr: float, seed: int) -> None:
@@ -116,7 +110,7 @@ def run_one(arm: str, lr: float, seed: int) -> None:
            "cpu_s": round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 1),
            "threads": int(os.environ.get("OMP_NUM_THREADS", "1")), "loadavg_end": list(os.getloadavg()),
            "run": str(out.relative_to(ROOT))}
-    save(arm, load(arm) + [res])  # re-read: another process may not write this arm, but keep it simple and safe
+    save(arm, load(arm) + [res])
     print(f"[adrenal_chain]   val AUC {res['val']['auc']:.3f}, test AUC {res['test']['auc']:.3f} "
           f"ACC {res['test']['acc']:.3f} ({res['cpu_s']:.0f} CPU s)", flush=True)
 

@@ -87,21 +87,31 @@ def seg_results() -> dict:
             "runs": runs}
 
 
+def classify_run_metrics(run: Path) -> dict | None:
+    """A ``pumit train classify`` run's validation history, its best-validation-AUC epoch with that epoch's val
+    metrics, and the test metrics (``None`` where the run logged none)."""
+    rows = metrics_rows(run)
+    if not rows:
+        return None
+    val = [r for r in rows if "val/auc" in r]
+    test = [r for r in rows if "test/auc" in r]
+    best = max(val, key=lambda r: float(r["val/auc"])) if val else None
+    return {"val_history": [{"epoch": int(r["epoch"]), "auc": float(r["val/auc"]), "acc": float(r["val/acc"])} for r in val],
+            "best_epoch": int(best["epoch"]) if best else None,
+            "val": {"auc": float(best["val/auc"]), "acc": float(best["val/acc"])} if best else None,
+            "test": {"auc": float(test[-1]["test/auc"]), "acc": float(test[-1]["test/acc"])} if test else None}
+
+
 def cls_results() -> dict:
     arms = []
     for arm in ("scratch", "pretrained"):
         run = RUNS / f"cls-{arm}"
-        rows = metrics_rows(run)
-        if not rows:
+        m = classify_run_metrics(run)
+        if m is None:
             continue
-        val = [r for r in rows if "val/auc" in r]
-        test = [r for r in rows if "test/auc" in r]
-        best = max(val, key=lambda r: float(r["val/auc"])) if val else None
         arms.append({
-            "arm": f"SPAD-ViT ({arm})", "val_history": [{"epoch": int(r["epoch"]), "auc": float(r["val/auc"]), "acc": float(r["val/acc"])} for r in val],
-            "best_epoch": int(best["epoch"]) if best else None,
-            "val": {"auc": float(best["val/auc"]), "acc": float(best["val/acc"])} if best else None,
-            "test": {"auc": float(test[-1]["test/auc"]), "acc": float(test[-1]["test/acc"])} if test else None,
+            "arm": f"SPAD-ViT ({arm})", "val_history": m["val_history"], "best_epoch": m["best_epoch"],
+            "val": m["val"], "test": m["test"],
             "wall_s": wall_seconds(RUNS / f"cls-{arm}.log"), "cpu_s": cpu_seconds(RUNS / f"cls-{arm}.log"),
             "crosscheck": json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else None,
             "run": f"runs/ref/cls-{arm}"})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,10 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
+from pumit.atomic import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # the items' paths are relative to the repository root
 STRIDES = (2, 4, 8)
 GROUPS = ("ixi", "hippocampus")
 
@@ -45,12 +47,10 @@ def main() -> None:
                  "groups": {}}
     for grp in GROUPS:
         items = [i for i in rec["items"] if i["group"] == grp]
-        per = {s: [lowpass_pearson(sitk.GetArrayFromImage(sitk.ReadImage(i["path"])), s) for i in items] for s in STRIDES}
+        per = {s: [lowpass_pearson(sitk.GetArrayFromImage(sitk.ReadImage(str(ROOT / i["path"]))), s) for i in items] for s in STRIDES}
         out["groups"][grp] = {"n": len(items), **{f"stride{s}": round(float(np.mean(v)), 4) for s, v in per.items()},
                               "tokenizer": round(float(np.mean([i["metrics"]["pearson"] for i in items])), 4)}
-    tmp = Path(a.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    os.replace(tmp, a.out)
+    atomic_write_text(a.out, json.dumps(out, indent=1) + "\n")
     print(json.dumps(out["groups"]))
 
 
