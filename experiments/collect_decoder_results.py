@@ -17,7 +17,9 @@ drop path 0.1) ran on the same Xeon, one run per core. Round 6 (``decoder6-*.jso
 and the DynUNet alike) ran on the same Xeon, one run per core, beside the brain model's training. Round 7
 (``decoder7-*.json``: is the last gap to the DynUNet in the ViT? a 2× wider ViT, on 2026-12-02's Xeon; a 2× deeper
 one, round 4's wider stems at 1000 steps and the default re-run as a calibration of the CPU, on 2026-12-03's)
-ran one run per core.
+ran one run per core. Round 8 (``decoder8-*.json``, 2026-12-04, an AMD EPYC with native bf16, training in fp32, one
+run per core: nnU-Net's instance norm in the stem and decoder, and a ViT patch of 4 instead of 8; the default
+re-run calibrates that CPU).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ VARIANTS = {"": "", "conv2": "conv_levels 2 (round 2's default)", "conv3": "conv
             "mirror": "mirroring every axis", "mirror-lr": "mirroring Left-Right",
             "conv2-rb2-rerun7": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run 2026-12-03",
             "conv2-rb2-vit192": "conv_levels 2, 2 blocks per level, 1 residual, ViT 2× wider (192, 6 heads)",
-            "conv2-rb2-depth8": "conv_levels 2, 2 blocks per level, 1 residual, ViT 2× deeper (8 blocks)"}
+            "conv2-rb2-depth8": "conv_levels 2, 2 blocks per level, 1 residual, ViT 2× deeper (8 blocks)",
+            "conv2-rb2-instnorm": "conv_levels 2, 2 blocks per level, 1 residual, instance norm (nnU-Net's) instead of GroupNorm(8)",
+            "conv2-rb2-patch4": "conv_levels 2, 2 blocks per level, 1 residual, ViT patch 4 (8× the tokens)",
+            "conv2-rb2-rerun8": "conv_levels 2, 2 blocks per level, 1 residual (**default**), re-run 2026-12-04"}
 LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 
@@ -168,7 +173,8 @@ def simple_table(runs: list[dict], labels: list[str] | None = None) -> list[str]
 
 def main() -> int:
     every = _runs("decoder-hippocampus-*.json", "decoder2-hippocampus-*.json", "decoder3-hippocampus-*.json",
-                  "decoder5-hippocampus-*.json", "decoder6-hippocampus-*.json", "decoder7-hippocampus-*.json")
+                  "decoder5-hippocampus-*.json", "decoder6-hippocampus-*.json", "decoder7-hippocampus-*.json",
+                  "decoder8-hippocampus-*.json")
     hippo = [r for r in every if r["steps"] == 300]
     long = [r for r in every if r["steps"] > 300]
     brain = _runs("decoder-brain-*.json", "decoder2-brain-*.json")
@@ -188,7 +194,9 @@ def main() -> int:
              "the same Xeon, one run per core, beside the brain model's training. Round 7 (`decoder7-*.json`: is the last "
              "gap to the DynUNet in the ViT?) ran one run per core: the 2× wider ViT on 2026-12-02's Xeon, the 2× deeper "
              "one, round 4's 16- and 32-channel stems at 1000 steps and a re-run of the default (its CPU seconds calibrate "
-             "that day's CPU against round 4) on 2026-12-03's.", ""]
+             "that day's CPU against round 4) on 2026-12-03's. Round 8 (`decoder8-*.json`: nnU-Net's instance norm, a ViT "
+             "patch of 4) ran on 2026-12-04's AMD EPYC, one run per core, beside the brain model's training; the default "
+             "re-run there calibrates its CPU seconds.", ""]
     if hippo:
         r0 = hippo[0]
         lines += [f"**MSD Hippocampus**, {r0['n_train']} training / {r0['n_val']} validation cases, ROI {tuple(r0['roi'])} at "

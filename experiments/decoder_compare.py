@@ -88,6 +88,15 @@ def window_gflops(model: nn.Module, roi: tuple[int, int, int], spacing: tuple[fl
     return counter.get_total_flops() / 1e9
 
 
+def _instance_norm(model: nn.Module) -> None:
+    """Every GroupNorm outside the ViT becomes GroupNorm(C, C): instance norm with a per-channel affine, as
+    nnU-Net's InstanceNorm3d(affine=True); the same parameter shapes, so the weights stay loadable."""
+    for name, mod in list(model.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            if isinstance(child, nn.GroupNorm) and not f"{name}.{child_name}".startswith("vit."):
+                setattr(mod, child_name, nn.GroupNorm(child.num_channels, child.num_channels, eps=child.eps))
+
+
 def build_arm(arm: str, cfg: dict[str, Any], labels: dict[str, str], in_channels: int, roi: tuple[int, int, int],
               spacing: tuple[float, float, float]) -> nn.Module:
     from pumit.training.segmentation import build_segmenter
@@ -109,6 +118,8 @@ def build_arm(arm: str, cfg: dict[str, Any], labels: dict[str, str], in_channels
             for m in model.modules():
                 if isinstance(m, _ResidualBlock):
                     m.forward = m.block.forward  # type: ignore[method-assign]
+        if cfg.get("light_instance_norm"):  # round-8 ablation: nnU-Net's instance norm in the stem and decoder
+            _instance_norm(model)
         return model
     if arm == "dynunet":
         net, stride = nnunet_dynunet(in_channels, n, roi, spacing)
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import yaml
 
+    from pumit.atomic import atomic_write_text
     from pumit.training.options import resolve_config
 
     raw = yaml.safe_load(Path(args.config).read_text())
@@ -211,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         r["variant"] = args.variant
         print(json.dumps(r), flush=True)
         results["runs"].append(r)
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(out)
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     return 0
 
 

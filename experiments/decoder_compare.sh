@@ -118,3 +118,12 @@ for s in 16 32; do
   $DH --out $R/decoder7-hippocampus-1000-light-stem$s.json --work runs/dc/work7-stem$s --arms light --lrs 0.01 \
       --max-steps 1000 --variant conv2-rb2-stem$s $B2 "light_stem_channels=[$s]"
 done
+# --- round 8 (2026-12-04, AMD EPYC, one run per core, beside the brain model's training): the last two differences
+# from the DynUNet that rounds 2-7 left untried: nnU-Net's instance norm (GroupNorm(C, C)) in place of GroupNorm(8)
+# in the stem and decoder, and a finer token grid (ViT patch 4); and the default re-run to calibrate this CPU
+$DH --out $R/decoder8-hippocampus-1000-light-instnorm.json --work runs/dc/work8-in --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-instnorm $B2 light_instance_norm=true
+$DH --out $R/decoder8-hippocampus-1000-light-patch4.json --work runs/dc/work8-p4 --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-patch4 $B2 patch_size=4
+$DH --out $R/decoder8-hippocampus-1000-light-rerun8.json --work runs/dc/work8-rerun8 --arms light --lrs 0.01 \
+    --max-steps 1000 --variant conv2-rb2-rerun8 $B2

@@ -42,6 +42,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "data"))
 
 from brain_results import SUBCORTICAL  # noqa: E402
+from pumit.atomic import atomic_write_text  # noqa: E402
 from pumit.metrics import dice_scores  # noqa: E402
 from make_brain_dataset import read_table  # noqa: E402
 
@@ -170,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
            "threads": torch.get_num_threads(), "loadavg_end": list(os.getloadavg()), "per_subject": per_subject}
     path = Path(a.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(out, indent=1) + "\n")
     print(f"{a.name}: all ROIs {out['all_rois']['mean']:.3f} ± {out['all_rois']['sd']:.3f}, subcortical "
           f"{out['subcortical']['mean']:.3f} ± {out['subcortical']['sd']:.3f} over {len(per_subject)} subjects -> {path}")
     return 0
