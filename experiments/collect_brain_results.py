@@ -20,6 +20,7 @@ DOCS = (ROOT / "docs" / "brain.md", ROOT / "docs" / "results.md")
 ARMS = (
     ("trivial", "trivial: DLMUSE's own brain mask, every voxel the most frequent ROI"),
     ("dynunet-f100", "MONAI DynUNet, nnU-Net 3d_fullres rules, from scratch"),
+    ("dynunet-f100-1500", "MONAI DynUNet, nnU-Net 3d_fullres rules, from scratch, v0.1.0's budget"),
     ("unetr-f100", "MONAI UNETR (12 blocks, patch 16, the SPAD-ViT's width and heads), from scratch"),
     ("scratch-f100", "ours (SPAD-ViT, light decoder, 1 block per level), from scratch"),
     ("scratch-rb2-f100", "ours, light decoder with 2 blocks per level (the new default), from scratch"),
@@ -29,8 +30,10 @@ ARMS = (
                        "(`pumit-ref-brain-parcellation-v0.2.0`, superseded)"),
     ("shipped-v0.3.0", "v0.2.0 trained 4000 more steps at lr 0.003, 8500 in all "
                        "(`pumit-ref-brain-parcellation-v0.3.0`, superseded)"),
-    ("shipped-v0.4.0", "v0.3.0 trained 3000 more steps at lr 0.003, 11500 in all (**shipped** "
-                       "`pumit-ref-brain-parcellation-v0.4.0`)"),
+    ("shipped-v0.4.0", "v0.3.0 trained 3000 more steps at lr 0.003, 11500 in all "
+                       "(`pumit-ref-brain-parcellation-v0.4.0`, superseded)"),
+    ("shipped-v0.5.0", "v0.4.0 trained 3000 more steps at lr 0.003, 14500 in all (**shipped** "
+                       "`pumit-ref-brain-parcellation-v0.5.0`)"),
 )
 #: per-structure rows: the subcortical structures, both sides, then a few large ones
 STRUCTURES = ("ThalamusProper", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala", "AccumbensArea",
@@ -39,6 +42,9 @@ STRUCTURES = ("ThalamusProper", "Caudate", "Putamen", "Pallidum", "Hippocampus",
 FRACTION_ARMS = (("pretrained", "ours, from the MIM backbone"), ("scratch", "ours, from scratch (1 block per level)"),
                  ("dynunet", "MONAI DynUNet, nnU-Net 3d_fullres rules"))
 FRACTIONS = (("010", "10 % (12 subjects)"), ("025", "25 % (30)"), ("100", "100 % (118)"))
+#: the longer like-for-like (run_brain.sh step 13): 1500 steps; ours at 100 % is v0.1.0 (``shipped``)
+LONG_STEPS = 1500
+LONG_ARMS = (("pretrained", "ours, from the MIM backbone (100 %: v0.1.0)"), ("dynunet", "MONAI DynUNet, nnU-Net 3d_fullres rules"))
 GOAL = "issue 12 goal: ≥ 0.80 over all ROIs and ≥ 0.85 subcortical on unseen subjects, ahead of the DynUNet"
 
 
@@ -107,6 +113,30 @@ def fractions_table(runs: dict[str, dict[str, Any]]) -> list[str]:
         cells = []
         for f, _ in FRACTIONS:
             r = runs.get(f"{a}-f{f}")
+            cells.append("–" if r is None else
+                         f"{r['all_rois']['mean']:.3f} ± {r['all_rois']['sd']:.3f} / {r['subcortical']['mean']:.3f}")
+        out.append(f"| {desc} | " + " | ".join(cells) + " |")
+    return out + long_fractions_table(runs)
+
+
+def _long_run(runs: dict[str, dict[str, Any]], arm: str, frac: str) -> dict[str, Any] | None:
+    if arm == "pretrained" and frac == "100":
+        return runs.get("shipped")  # v0.1.0: the MIM pre-trained arm at 100 % and 1500 steps
+    return runs.get(f"{arm}-f{frac}-{LONG_STEPS}")
+
+
+def long_fractions_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The same as :func:`fractions_table` at :data:`LONG_STEPS` (run_brain.sh step 13), where any run exists."""
+    fracs = [(f, d) for f, d in FRACTIONS if any(_long_run(runs, a, f) for a, _ in LONG_ARMS)]
+    if not any(f"{a}-f{f}-{LONG_STEPS}" in runs for a, _ in LONG_ARMS for f, _ in FRACTIONS):
+        return []
+    out = ["", f"The same at {LONG_STEPS} steps (v0.1.0's budget; `experiments/run_brain.sh` step 13: each arm at its "
+           "800-step learning rate, ours 0.01 and the DynUNet 0.003, seed 0; all ROIs / subcortical):", "",
+           "| arm | " + " | ".join(d for _, d in fracs) + " |", "|---|" + "---|" * len(fracs)]
+    for a, desc in LONG_ARMS:
+        cells = []
+        for f, _ in fracs:
+            r = _long_run(runs, a, f)
             cells.append("–" if r is None else
                          f"{r['all_rois']['mean']:.3f} ± {r['all_rois']['sd']:.3f} / {r['subcortical']['mean']:.3f}")
         out.append(f"| {desc} | " + " | ".join(cells) + " |")

@@ -25,6 +25,7 @@ subjects; seconds per subject (wall, CPU) with the thread count and load.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -81,8 +82,21 @@ def load_arm(model_dir: str, dynunet: str | None, dynunet_config: str, arm: str 
     return dataclasses.replace(model, module=wrapper, model_id=f"{arm}:{Path(dynunet).name}")
 
 
-def training_of(model: Any, dynunet_config: str) -> dict[str, Any] | None:
-    """Steps, learning rate, seed and initial weights of the evaluated network (None for the trivial arm)."""
+def trained_steps(run: str | None) -> int | None:
+    """Optimizer steps of a ``decoder_compare.py`` run folder: the last step its CSV log recorded, + 1 (None when
+    the folder has no log). The config's ``max_steps`` is not it: ``--max-steps`` overrides it per run."""
+    if not run:
+        return None
+    steps: list[int] = []
+    for p in sorted(Path(run).glob("logs/csv/version_*/metrics.csv")):
+        with p.open(newline="") as f:
+            steps += [int(row["step"]) for row in csv.DictReader(f) if row.get("step")]
+    return max(steps) + 1 if steps else None
+
+
+def training_of(model: Any, dynunet_config: str, run: str | None = None) -> dict[str, Any] | None:
+    """Steps, learning rate, seed and initial weights of the evaluated network (None for the trivial arm).
+    ``run``: the baseline's run folder, whose log gives its steps (else the config's ``max_steps``)."""
     if model is None:
         return None
     if str(model.model_id).startswith(("dynunet:", "unetr:")):
@@ -92,7 +106,7 @@ def training_of(model: Any, dynunet_config: str) -> dict[str, Any] | None:
         lr = re.search(r"-lr([0-9.e-]+)-s(\d+)$", model.model_id)
         network = ("MONAI DynUNet, nnU-Net 3d_fullres rules" if model.model_id.startswith("dynunet:")
                    else "MONAI UNETR (patch 16, 12 blocks, the SPAD-ViT's width and heads)")
-        return {"network": network, "steps": int(cfg["max_steps"]),
+        return {"network": network, "steps": trained_steps(run) or int(cfg["max_steps"]),
                 "lr": float(lr.group(1)) if lr else None, "seed": int(lr.group(2)) if lr else None,
                 "base_model": None, "batch_size": int(cfg["batch_size"])}
     t = model.meta.get("training", {})
@@ -162,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     per_roi = {n: round(statistics.fmean(s["dice"][n] for s in per_subject if n in s["dice"]), 4)
                for n in (names[v] for v in values) if any(n in s["dice"] for s in per_subject)}
-    out = {"arm": a.name, "model": a.model, "dynunet": a.dynunet, "training": training_of(model, a.dynunet_config),
+    out = {"arm": a.name, "model": a.model, "dynunet": a.dynunet, "training": training_of(model, a.dynunet_config, a.dynunet),
            "subjects": len(per_subject),
            "subject_list": a.subjects, "grid": "native (2 mm, the DLMUSE maps' grid)",
            "all_rois": msd("mean_all"), "subcortical": msd("mean_subcortical"), "per_roi": per_roi,

@@ -196,3 +196,39 @@ if [ "$CONTINUE3_STEPS" -gt 0 ]; then
     [ -d "$V030" ] || { echo "step 11 needs the v0.3.0 model: $V030 not found (run step 10 or set V030)" >&2; exit 1; }
     continue_shipped "$V030" "$CONTINUE3_STEPS" "cont-v030-lr0.003-$CONTINUE3_STEPS" v0.4.0 v0.3.0
 fi
+
+# --- 12. the shipped v0.5.0: v0.4.0 (step 11's run; V040=MODEL_DIR names another: v0.5.0 was trained from the
+# shipped folder training/pumit/assets/models/pumit-ref-brain-parcellation-v0.4.0, the same weights, in the git
+# history at commit d534e07) trained CONTINUE4_STEPS (3000) more steps at lr 0.003, the recipe of steps 9-11
+# (CONTINUE4_STEPS=0 skips it)
+CONTINUE4_STEPS=${CONTINUE4_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
+if [ "$CONTINUE4_STEPS" -gt 0 ]; then
+    V040=${V040:-$OUT/cont-v030-lr0.003-$CONTINUE3_STEPS/model}
+    [ -d "$V040" ] || { echo "step 12 needs the v0.4.0 model: $V040 not found (run step 11 or set V040)" >&2; exit 1; }
+    continue_shipped "$V040" "$CONTINUE4_STEPS" "cont-v040-lr0.003-$CONTINUE4_STEPS" v0.5.0 v0.4.0
+fi
+
+# --- 13. like-for-like at a longer budget (issue 12 "ahead of the DynUNet at every label fraction"): LONG_STEPS
+# (1500, v0.1.0's budget) for the DynUNet at 100 % and for both the MIM pre-trained arm and the DynUNet at each of
+# LONG_FRACS ("010 025"), each at its best 800-step lr (ours 0.01, DynUNet 0.003), seed 0, evaluated as in step 6.
+# Ours at 100 % and 1500 steps is the v0.1.0 run (step 7). LONG_STEPS=0 skips it. (Run on 2026-12-04 with a MIM
+# backbone re-trained by step 2's command, as for the 800-step fractions: experiments/results/brain-mim-2026-12-04.json)
+LONG_STEPS=${LONG_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 1500)}
+if [ "$LONG_STEPS" -gt 0 ]; then
+    LR_DYN_LONG=${LR_DYNUNET:-0.003}; LR_PRE_LONG=${LR_PRETRAINED:-0.01}
+    for f in 100 ${LONG_FRACS:-010 025}; do
+        $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet \
+            --data "$DATA/processed/manifest_frac$f.jsonl" --lrs "$LR_DYN_LONG" --max-steps "$LONG_STEPS" \
+            --work "$OUT/dynunet-f$f-$LONG_STEPS" --out "$RESULTS/brain-dynunet-f$f-$LONG_STEPS.json"
+        $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f$f-$LONG_STEPS" \
+            --baseline "$OUT/dynunet-f$f-$LONG_STEPS/dynunet-lr$LR_DYN_LONG-s0" --out "$RESULTS/brain-eval-dynunet-f$f-$LONG_STEPS.json"
+        [ "$f" = 100 ] && continue
+        $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac$f.jsonl" \
+            --base-model "$MIM_MODEL" --lr "$LR_PRE_LONG" --max-steps "$LONG_STEPS" --val-check-interval "$LONG_STEPS" \
+            --output "$OUT/pretrained-f$f-lr$LR_PRE_LONG-$LONG_STEPS"
+        $PY experiments/brain_package.py --model "$OUT/pretrained-f$f-lr$LR_PRE_LONG-$LONG_STEPS/model" \
+            --out "$OUT/packaged/pretrained-f$f-$LONG_STEPS"
+        $PY experiments/eval_brain.py --model "$OUT/packaged/pretrained-f$f-$LONG_STEPS" --name "pretrained-f$f-$LONG_STEPS" \
+            --out "$RESULTS/brain-eval-pretrained-f$f-$LONG_STEPS.json"
+    done
+fi
