@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -101,21 +101,29 @@ def block(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def fractions_table(runs: dict[str, dict[str, Any]]) -> list[str]:
-    """Label efficiency: all-ROI / subcortical mean Dice of each arm at each fraction of the training subjects
-    (same 800 steps, lr, seed and evaluation; ``–`` where a run is missing)."""
-    if not any(f"{a}-f{f}" in runs for a, _ in FRACTION_ARMS for f, _ in FRACTIONS if f != "100"):
-        return []
-    out = ["", "Label efficiency (the same 800 steps, learning rate, seed 0 and evaluation at every fraction; "
-           "subjects: `experiments/data/brain_train_{010,025,100}.txt`, nested; all ROIs / subcortical):", "",
-           "| arm | " + " | ".join(d for _, d in FRACTIONS) + " |", "|---|" + "---|" * len(FRACTIONS)]
-    for a, desc in FRACTION_ARMS:
+def _arm_fraction_rows(arms: tuple[tuple[str, str], ...], fracs: list[tuple[str, str]],
+                       run_of: Callable[[str, str], dict[str, Any] | None]) -> list[str]:
+    """Header and one row per arm: ``all-ROI mean ± sd / subcortical mean`` at each fraction (``–`` where
+    ``run_of(arm, fraction)`` has no run)."""
+    out = ["| arm | " + " | ".join(d for _, d in fracs) + " |", "|---|" + "---|" * len(fracs)]
+    for a, desc in arms:
         cells = []
-        for f, _ in FRACTIONS:
-            r = runs.get(f"{a}-f{f}")
+        for f, _ in fracs:
+            r = run_of(a, f)
             cells.append("–" if r is None else
                          f"{r['all_rois']['mean']:.3f} ± {r['all_rois']['sd']:.3f} / {r['subcortical']['mean']:.3f}")
         out.append(f"| {desc} | " + " | ".join(cells) + " |")
+    return out
+
+
+def fractions_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Label efficiency: all-ROI / subcortical mean Dice of each arm at each fraction of the training subjects
+    (same 800 steps, lr, seed and evaluation; ``–`` where a run is missing), then :func:`long_fractions_table`."""
+    if not any(f"{a}-f{f}" in runs for a, _ in FRACTION_ARMS for f, _ in FRACTIONS if f != "100"):
+        return []
+    out = ["", "Label efficiency (the same 800 steps, learning rate, seed 0 and evaluation at every fraction; "
+           "subjects: `experiments/data/brain_train_{010,025,100}.txt`, nested; all ROIs / subcortical):", ""]
+    out += _arm_fraction_rows(FRACTION_ARMS, list(FRACTIONS), lambda a, f: runs.get(f"{a}-f{f}"))
     return out + long_fractions_table(runs)
 
 
@@ -126,21 +134,14 @@ def _long_run(runs: dict[str, dict[str, Any]], arm: str, frac: str) -> dict[str,
 
 
 def long_fractions_table(runs: dict[str, dict[str, Any]]) -> list[str]:
-    """The same as :func:`fractions_table` at :data:`LONG_STEPS` (run_brain.sh step 13), where any run exists."""
-    fracs = [(f, d) for f, d in FRACTIONS if any(_long_run(runs, a, f) for a, _ in LONG_ARMS)]
-    if not any(f"{a}-f{f}-{LONG_STEPS}" in runs for a, _ in LONG_ARMS for f, _ in FRACTIONS):
+    """The same as :func:`fractions_table` at :data:`LONG_STEPS` (run_brain.sh step 13), at the fractions where a
+    run of that budget exists."""
+    fracs = [(f, d) for f, d in FRACTIONS if any(f"{a}-f{f}-{LONG_STEPS}" in runs for a, _ in LONG_ARMS)]
+    if not fracs:
         return []
     out = ["", f"The same at {LONG_STEPS} steps (v0.1.0's budget; `experiments/run_brain.sh` step 13: each arm at its "
-           "800-step learning rate, ours 0.01 and the DynUNet 0.003, seed 0; all ROIs / subcortical):", "",
-           "| arm | " + " | ".join(d for _, d in fracs) + " |", "|---|" + "---|" * len(fracs)]
-    for a, desc in LONG_ARMS:
-        cells = []
-        for f, _ in fracs:
-            r = _long_run(runs, a, f)
-            cells.append("–" if r is None else
-                         f"{r['all_rois']['mean']:.3f} ± {r['all_rois']['sd']:.3f} / {r['subcortical']['mean']:.3f}")
-        out.append(f"| {desc} | " + " | ".join(cells) + " |")
-    return out
+           "800-step learning rate, ours 0.01 and the DynUNet 0.003, seed 0; all ROIs / subcortical):", ""]
+    return out + _arm_fraction_rows(LONG_ARMS, fracs, lambda a, f: _long_run(runs, a, f))
 
 
 def write(path: Path, text: str) -> None:

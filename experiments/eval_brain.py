@@ -25,7 +25,6 @@ subjects; seconds per subject (wall, CPU) with the thread count and load.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -43,6 +42,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "data"))
 
 from brain_results import SUBCORTICAL  # noqa: E402
+from collect_results import metrics_rows  # noqa: E402
 from pumit.atomic import atomic_write_text  # noqa: E402
 from pumit.metrics import dice_scores  # noqa: E402
 from make_brain_dataset import read_table  # noqa: E402
@@ -87,10 +87,7 @@ def trained_steps(run: str | None) -> int | None:
     the folder has no log). The config's ``max_steps`` is not it: ``--max-steps`` overrides it per run."""
     if not run:
         return None
-    steps: list[int] = []
-    for p in sorted(Path(run).glob("logs/csv/version_*/metrics.csv")):
-        with p.open(newline="") as f:
-            steps += [int(row["step"]) for row in csv.DictReader(f) if row.get("step")]
+    steps = [int(row["step"]) for row in metrics_rows(Path(run)) if "step" in row]
     return max(steps) + 1 if steps else None
 
 

@@ -65,21 +65,22 @@ fi
 
 ARMS=${ARMS:-"pretrained scratch dynunet"}
 arm_on() { case " $ARMS " in *" $1 "*) return 0;; *) return 1;; esac; }
-# one run of a SPAD-ViT arm: arm frac lr
+# one run of a SPAD-ViT arm: arm frac lr [steps (default STEPS) tag (appended to the run folder's name)]
 seg() {
-    local arm=$1 f=$2 lr=$3 base=()
+    local arm=$1 f=$2 lr=$3 steps=${4:-$STEPS} tag=${5:-} base=()
     arm_on "$arm" || return 0
     [ "$arm" = pretrained ] && base=(--base-model "$MIM_MODEL")
     $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac$f.jsonl" \
-        "${base[@]}" --lr "$lr" --max-steps "$STEPS" --val-check-interval "$STEPS" "${EXTRA[@]}" \
-        --output "$OUT/$arm-f$f-lr$lr"
+        "${base[@]}" --lr "$lr" --max-steps "$steps" --val-check-interval "$steps" "${EXTRA[@]}" \
+        --output "$OUT/$arm-f$f-lr$lr$tag"
 }
-# one run of the DynUNet arm: frac lr
+# one run of the DynUNet arm: frac lr [steps (default STEPS) tag (appended to the work folder and results names)]
 dyn() {
+    local f=$1 lr=$2 steps=${3:-$STEPS} tag=${4:-}
     arm_on dynunet || return 0
     $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet \
-        --data "$DATA/processed/manifest_frac$1.jsonl" --lrs "$2" --max-steps "$STEPS" \
-        --work "$OUT/dynunet-f$1" --out "$RESULTS/brain-dynunet-f$1.json"
+        --data "$DATA/processed/manifest_frac$f.jsonl" --lrs "$lr" --max-steps "$steps" \
+        --work "$OUT/dynunet-f$f$tag" --out "$RESULTS/brain-dynunet-f$f$tag.json"
 }
 # --- 3. learning-rate search on 100 % (SMOKE: the first fraction), unless all three rates are given --------
 SEARCH=$([ "$SMOKE" = 1 ] && echo "${FRACS%% *}" || echo 100)
@@ -217,15 +218,11 @@ LONG_STEPS=${LONG_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 1500)}
 if [ "$LONG_STEPS" -gt 0 ]; then
     LR_DYN_LONG=${LR_DYNUNET:-0.003}; LR_PRE_LONG=${LR_PRETRAINED:-0.01}
     for f in 100 ${LONG_FRACS:-010 025}; do
-        $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet \
-            --data "$DATA/processed/manifest_frac$f.jsonl" --lrs "$LR_DYN_LONG" --max-steps "$LONG_STEPS" \
-            --work "$OUT/dynunet-f$f-$LONG_STEPS" --out "$RESULTS/brain-dynunet-f$f-$LONG_STEPS.json"
+        dyn "$f" "$LR_DYN_LONG" "$LONG_STEPS" "-$LONG_STEPS"
         $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f$f-$LONG_STEPS" \
             --baseline "$OUT/dynunet-f$f-$LONG_STEPS/dynunet-lr$LR_DYN_LONG-s0" --out "$RESULTS/brain-eval-dynunet-f$f-$LONG_STEPS.json"
         [ "$f" = 100 ] && continue
-        $PUMIT train segment --config experiments/configs/brain_segment.yaml --data "$DATA/processed/manifest_frac$f.jsonl" \
-            --base-model "$MIM_MODEL" --lr "$LR_PRE_LONG" --max-steps "$LONG_STEPS" --val-check-interval "$LONG_STEPS" \
-            --output "$OUT/pretrained-f$f-lr$LR_PRE_LONG-$LONG_STEPS"
+        seg pretrained "$f" "$LR_PRE_LONG" "$LONG_STEPS" "-$LONG_STEPS"
         $PY experiments/brain_package.py --model "$OUT/pretrained-f$f-lr$LR_PRE_LONG-$LONG_STEPS/model" \
             --out "$OUT/packaged/pretrained-f$f-$LONG_STEPS"
         $PY experiments/eval_brain.py --model "$OUT/packaged/pretrained-f$f-$LONG_STEPS" --name "pretrained-f$f-$LONG_STEPS" \
