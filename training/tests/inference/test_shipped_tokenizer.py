@@ -31,9 +31,27 @@ def _held_out(shipped: Path) -> dict:
     return json.loads((shipped / "config.json").read_text())["meta"]["held_out"]
 
 
-def test_only_one_tokenizer_version_is_shipped(shipped):
-    versions = [d.name for d in (assets_dir() / "models").iterdir() if d.name.startswith("pumit-ref-tokenizer-v")]
-    assert versions == [shipped.name] and shipped.name != "pumit-ref-tokenizer-v0.2.0"
+#: the tokenizer whose soft tokens the shipped MIM backbones were trained against (kept beside the newest)
+MIM_CHAIN_TOKENIZER = "pumit-ref-tokenizer-v0.3.0"
+
+
+def test_shipped_tokenizer_versions(shipped):
+    """The bare name is the newest (stride 2) version; besides it only the MIM chain's v0.3.0, never v0.2.0
+    (whose reconstructions were a flat grey field)."""
+    versions = sorted(d.name for d in (assets_dir() / "models").iterdir() if d.name.startswith("pumit-ref-tokenizer-v"))
+    assert versions == sorted({shipped.name, MIM_CHAIN_TOKENIZER}) and "pumit-ref-tokenizer-v0.2.0" not in versions
+    assert shipped.name == "pumit-ref-tokenizer-v0.4.0"
+    cfg = json.loads((shipped / "config.json").read_text())["config"]
+    assert cfg["first_stride"] * 2 ** (len(cfg["channels"]) - 1) == 2
+
+
+def test_shipped_tokenizer_is_faithful_at_1mm(tmp_path, shipped):
+    """Issue 10's 1 mm target (Pearson >= 0.90) on a held-out MSD Hippocampus crop; v0.3.0 (stride 4) scores 0.86."""
+    assert "hippocampus_004" in _held_out(shipped)["msd_hippocampus"]
+    m = reconstruct(HELD_OUT_MRI, tmp_path / "rec.nii.gz", shipped, settings=CPU).metrics
+    assert m["pearson"] >= 0.90 and 0.8 <= m["std_ratio"] <= 1.25, m
+    old = reconstruct(HELD_OUT_MRI, tmp_path / "old.nii.gz", assets_dir() / "models" / MIM_CHAIN_TOKENIZER, settings=CPU).metrics
+    assert m["pearson"] > old["pearson"] + 0.03 and m["ssim"] > old["ssim"], (m, old)
 
 
 @pytest.mark.parametrize("case", ["mri", "ct_head", "ct_pancreas"])
