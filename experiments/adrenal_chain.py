@@ -8,6 +8,7 @@ Arms (the budget of experiments/configs/classify.yaml for all: 8 epochs x 38 ste
 * ``scratch``: SPAD-ViT (tiny, patch 8, embed 96, depth 4) from random weights (``pumit train classify``);
 * ``mim3-t01``: the same from the MIM backbone pre-trained against pumit-ref-tokenizer-v0.3.0 with sharpened
   targets (``runs/ref/mim3-t01/model``, experiments/configs/mim_v3.yaml + ``--target-temperature 0.1``);
+* ``mim4-t01``: the same against pumit-ref-tokenizer-v0.4.0 (stride 2; ``runs/ref/mim4-t01/model``);
 * ``resnet18``: MONAI ResNet-18 3D, ``widen_factor`` 0.25 (experiments/baseline_resnet3d.py, same data pipeline).
 
     python experiments/adrenal_chain.py --arms scratch mim3-t01 --stage search   # one process per core
@@ -37,13 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 RUNS = ROOT / "runs" / "cls3"
 DATA = ROOT.parent / "shared" / "data" / "adrenalmnist3d" / "adrenalmnist3d.npz"
-BACKBONE = ROOT / "runs" / "ref" / "mim3-t01" / "model"
+#: pre-trained arm: its MIM backbone (experiments/configs/mim_v3.yaml + --target-temperature 0.1)
+BACKBONES = {"mim3-t01": ROOT / "runs" / "ref" / "mim3-t01" / "model",   # against pumit-ref-tokenizer-v0.3.0
+             "mim4-t01": ROOT / "runs" / "ref" / "mim4-t01" / "model"}   # against pumit-ref-tokenizer-v0.4.0
 LRS = (3e-4, 1e-3, 3e-3)
 SEEDS = (1, 2)
 #: arm: label in the table
 ARMS = {
     "scratch": "SPAD-ViT, from scratch",
     "mim3-t01": "SPAD-ViT, MIM pre-trained (tokenizer v0.3, T = 0.1)",
+    "mim4-t01": "SPAD-ViT, MIM pre-trained (tokenizer v0.4, T = 0.1)",
     "resnet18": "MONAI ResNet-18 3D (widen 0.25), from scratch",
 }
 #: the official test split: 229 of 298 negative
@@ -72,11 +76,12 @@ def command(arm: str, lr: float, seed: int, out: Path) -> list[str]:
     cmd = [str(Path(py).with_name("pumit")), "train", "classify", "--config", str(ROOT / "experiments/configs/classify.yaml"),
            "--data", str(DATA), "--output", str(out), "--lr", str(lr), "--seed", str(seed), "--register", "false",
            "--progress", "none"]
-    if arm == "mim3-t01":
-        if not (BACKBONE / "config.json").is_file():
-            raise SystemExit(f"adrenal_chain: the MIM backbone {BACKBONE} is missing: train it first "
+    if arm in BACKBONES:
+        backbone = BACKBONES[arm]
+        if not (backbone / "config.json").is_file():
+            raise SystemExit(f"adrenal_chain: the MIM backbone {backbone} is missing: train it first "
                              "(experiments/configs/mim_v3.yaml, --target-temperature 0.1)")
-        cmd += ["--base-model", str(BACKBONE)]
+        cmd += ["--base-model", str(backbone)]
     return cmd
 
 

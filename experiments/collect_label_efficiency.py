@@ -1,4 +1,4 @@
-"""Collect the hippocampus label-efficiency runs of the tokenizer-v0.3 chain (experiments/label_efficiency.sh) into
+"""Collect the hippocampus label-efficiency runs of the tokenizer-v0.3 and v0.4 chains (experiments/label_efficiency.sh) into
 experiments/results/le2-summary.json and the table of docs/results.md between ``<!-- le2:begin -->`` and
 ``<!-- le2:end -->``.
 
@@ -20,6 +20,8 @@ RESULTS = ROOT / "experiments" / "results"
 ARMS = {"scratch": "SPAD-ViT + light decoder, from scratch",
         "mim3": "SPAD-ViT + light decoder, MIM pre-trained (tokenizer v0.3, T = 1)",
         "mim3-t01": "SPAD-ViT + light decoder, MIM pre-trained (tokenizer v0.3, T = 0.1)",
+        "mim4": "SPAD-ViT + light decoder, MIM pre-trained (tokenizer v0.4, T = 1)",
+        "mim4-t01": "SPAD-ViT + light decoder, MIM pre-trained (tokenizer v0.4, T = 0.1)",
         "dynunet": "DynUNet (nnU-Net 3d_fullres rules), from scratch"}
 sys.path.insert(0, str(ROOT / "experiments"))
 from collect_decoder_results import best_lr_runs, mean_sd  # noqa: E402  (the decoder comparison's selection rule)

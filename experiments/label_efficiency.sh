@@ -5,6 +5,9 @@
 # rules). 300 steps of batch 2, the decoder comparison's settings (experiments/configs/decoder_hippocampus.yaml).
 # Learning rates searched at seed 0 per fraction, then seeds 1 and 2 at the best one (LE_STAGE=search|seeds).
 # One run per core: ARMS=light (the three SPAD-ViT arms) or ARMS=dynunet. Results: experiments/results/le2-*.json.
+# The tokenizer-v0.4 chain (stride 2; docs/results.md "Tokenizer v0.4"): LE_VARIANTS="mim4" and "mim4-t01" (one per
+# core), the MIM backbones runs/ref/mim4{,-t01} trained against pumit-ref-tokenizer-v0.4.0; the scratch and DynUNet
+# arms do not depend on the tokenizer and are shared with the v0.3 chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -24,11 +27,14 @@ PY
 for f in 020 050 100; do
   data=runs/data/hippo13/manifest_frac$f.jsonl
   if [ "$ARMS" = light ]; then
-    for v in scratch mim3 mim3-t01; do
+    for v in ${LE_VARIANTS:-scratch mim3 mim3-t01}; do
       case $v in
         scratch) over="$C2" ;;
         mim3) over="$C2 base_model=runs/ref/mim3/model" ;;
         mim3-t01) over="$C2 base_model=runs/ref/mim3-t01/model" ;;
+        mim4) over="$C2 base_model=runs/ref/mim4/model" ;;
+        mim4-t01) over="$C2 base_model=runs/ref/mim4-t01/model" ;;
+        *) echo "unknown variant $v" >&2; exit 2 ;;
       esac
       out=$R/le2-hippocampus-f$f-$v.json
       base=${over#*base_model=}

@@ -98,8 +98,24 @@ for stage in search seeds; do
   ARMS=light LE_STAGE=$stage bash experiments/label_efficiency.sh
   ARMS=dynunet LE_STAGE=$stage bash experiments/label_efficiency.sh
 done
+
+# tokenizer v0.4, shipped as pumit-ref-tokenizer-v0.4.0 (docs/results.md "Tokenizer v0.4"): first the probes that
+# showed v0.3's stride-4 tokens cap 1 mm reconstruction (decoder trained alone, encoder + codebook frozen), then
+# stride 2 on the same data list, its two MIM backbones, hippocampus label efficiency and AdrenalMNIST3D
+# (scratch, DynUNet and ResNet arms do not depend on the tokenizer: shared with the v0.3 chain)
+$PY experiments/tokenizer_decoder_probe.py --arm same --steps 10000 --eval-every 2000 --output runs/ref/decprobe-same
+$PY experiments/tokenizer_decoder_probe.py --arm wide --steps 4000 --eval-every 1000 --output runs/ref/decprobe-wide
+$PY experiments/tokenizer_decoder_probe.py --arm wide --width 64 32 16 --steps 4000 --eval-every 1000 --output runs/ref/decprobe-wide64
+$PUMIT train tokenizer --config experiments/configs/tokenizer_v4.yaml --data runs/data/tok3/train.jsonl --output runs/ref/tok4
+$PY experiments/eval_reconstruction.py --tokenizer runs/ref/tok4/model --output runs/ref/recon-eval-tok4 --montages 1
+$PY experiments/package_tokenizer_v4.py --run runs/ref/tok4 --eval runs/ref/recon-eval-tok4
+$PUMIT train mim --config experiments/configs/mim_v3.yaml --data runs/data/tok3/train.jsonl \
+    --tokenizer pumit-ref-tokenizer-v0.4.0 --name pumit-ref-vit-mim4 --output runs/ref/mim4
+$PUMIT train mim --config experiments/configs/mim_v3.yaml --data runs/data/tok3/train.jsonl \
+    --tokenizer pumit-ref-tokenizer-v0.4.0 --target-temperature 0.1 --name pumit-ref-vit-mim4-t01 --output runs/ref/mim4-t01
+for stage in search seeds; do ARMS=light LE_VARIANTS="mim4 mim4-t01" LE_STAGE=$stage bash experiments/label_efficiency.sh; done
 $PY experiments/collect_label_efficiency.py
-# ... and AdrenalMNIST3D on the same MIM backbone (T = 0.1): scratch / pre-trained SPAD-ViT and the ResNet-18 baseline,
+# ... and AdrenalMNIST3D on the T = 0.1 MIM backbones (v0.3 and v0.4): scratch / pre-trained SPAD-ViT and the ResNet-18 baseline,
 # lr searched at seed 0 by validation AUC, then seeds 1-2 (docs/results.md "AdrenalMNIST3D on the v0.3 chain")
 for stage in search seeds; do $PY experiments/adrenal_chain.py --stage $stage; done
 $PY experiments/adrenal_chain.py --table --update docs/results.md

@@ -3,14 +3,16 @@
 Estimates (seconds), with ``MB`` the model's size and ``Mvox`` the volume's megavoxels at the model's
 spacing:
 
-* segment: ``5 + 3.0 * Mvox * MB``; reconstruct: ``3.5 + 2.5 * Mvox * MB``;
+* segment: ``2 + 3.0 * Mvox * MB``; reconstruct: ``3.5 + 2.5 * Mvox * MB``;
 * fine-tune: ``15 + 0.2 * epochs * cases * MB`` (training samples fixed-size crops, so the cost per
   case does not grow with the volume).
 
 Measured 2026-12 with the shipped models (4.3 MB segmenter, 2.1 MB tokenizer) on the shipped demo
 images, on a shared 2-core x86 CPU: segment 8.1 s (hippocampus, 0.07 Mvox) and 14.1 s (spine CT,
 0.85 Mvox at 1 mm); reconstruct 3.8 to 4.8 s (0.07 to 0.25 Mvox); fine-tune on 2 cases 16.3 s (1 epoch)
-and 46.5 s (20 epochs). A rough guide, within about a factor of two on that machine (a faster CPU takes
+and 46.5 s (20 epochs). Segmentation start-up was re-measured after the lazy imports of issue 13: the
+hippocampus case takes 1.35 s end to end on 2026-12-04's 2-core AMD EPYC (12-03's Xeon started 1.6× slower), so its
+start-up term is 2 s, not 5 (the old one over-estimated by 4×). A rough guide, within about a factor of two on that machine (a faster CPU takes
 less), shown so that nobody waits an hour without knowing it.
 """
 
@@ -22,7 +24,7 @@ import shutil
 from pathlib import Path
 
 #: Seconds to start the pumit process (Python, torch import, model load, data preparation), per job kind.
-STARTUP_SECONDS = {"segment": 5.0, "reconstruct": 3.5, "finetune": 15.0}
+STARTUP_SECONDS = {"segment": 2.0, "reconstruct": 3.5, "finetune": 15.0}
 #: segment / reconstruct: seconds per (megavoxel at the model's spacing x MB of weights);
 #: finetune: seconds per (epoch x case x MB of weights).
 SECONDS_PER_UNIT = {"segment": 3.0, "reconstruct": 2.5, "finetune": 0.2}

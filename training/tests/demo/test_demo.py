@@ -54,8 +54,9 @@ def test_demo_assets_have_licenses():
 @needs_assets
 def test_shipped_models_small_with_cards():
     total = 0
-    for prefix in (SEG_ID_PREFIX, TOK_ID_PREFIX):
-        (folder,) = sorted((ASSETS / "models").glob(prefix + "*"))
+    folders = [f for prefix in (SEG_ID_PREFIX, TOK_ID_PREFIX) for f in sorted((ASSETS / "models").glob(prefix + "*"))]
+    assert len(folders) >= 2
+    for folder in folders:  # every shipped version (two tokenizers: the default and the MIM chain's)
         for name in ("config.json", "model.safetensors", "MODEL_CARD.md", "checksums.json"):
             assert (folder / name).is_file(), folder / name
         meta = json.loads((folder / "config.json").read_text())["meta"]
