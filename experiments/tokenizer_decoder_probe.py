@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn as nn
 
+from pumit.atomic import atomic_write_bytes, atomic_write_text
 from pumit.inference import InferenceSettings
 from pumit.inference.modelinfo import load_model
 from pumit.inference.preprocess import read_input
@@ -111,8 +113,9 @@ def main() -> None:
                 log.append({"step": step, "train_l1": round(float(np.mean(losses[-100:])), 4),
                             "seconds": round(time.perf_counter() - t0, 1), **score(wrapped, cases)})
                 print(log[-1], flush=True)
-                (out / "log.json").write_text(json.dumps({"args": vars(a), "log": log}, indent=2))
-                torch.save(tok.decoder.state_dict(), out / "decoder.pt")
+                atomic_write_text(out / "log.json", json.dumps({"args": vars(a), "log": log}, indent=2))
+                state = {k: v.contiguous() for k, v in tok.decoder.state_dict().items()}
+                atomic_write_bytes(out / "decoder.safetensors", safetensors.torch.save(state))
             if step >= a.steps:
                 break
 
