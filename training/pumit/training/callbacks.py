@@ -60,7 +60,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class PeriodicCheckpoint(Callback):
     """Writes ``path`` (``OUTPUT/checkpoints/last.ckpt``) at the end of every training epoch, every
     ``every_n_steps`` optimizer steps (0: off) and every ``every_minutes`` minutes (0: off), so that a kill
-    (SIGKILL, a crash, Cancel) loses at most one epoch, or less.
+    (SIGKILL, a crash, Cancel) loses at most one epoch, or less. The step that reaches ``max_steps`` is not
+    saved here: the caller's final ``trainer.save_checkpoint`` after ``fit`` writes it, complete.
 
     Lightning's own ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes "last" only together with a
     top-k save, i.e. never before the end of the run. The time-based decision is taken on global rank 0
@@ -92,6 +93,11 @@ class PeriodicCheckpoint(Callback):
                            batch_idx: int) -> None:
         step = trainer.global_step
         if step == self._saved_step or step == 0:
+            return
+        if trainer.max_steps > 0 and step >= trainer.max_steps:
+            # the last step: the run's final save writes this state once the loops have counted the batch.
+            # Saved here, mid-step, ``_batches_that_stepped`` lags by one; Lightning adds it back when a resumed
+            # run trains on, but a resume with nothing left to train would keep the lag in its final checkpoint
             return
         due = bool(self.every_n_steps) and step % self.every_n_steps == 0
         if self.every_seconds:

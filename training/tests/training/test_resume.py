@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from pumit.errors import InputError
@@ -60,3 +61,55 @@ def test_stop_and_continue_in_process(adrenal_npz: Path, tmp_path: Path, pumit_h
 
     with pytest.raises(InputError, match="already has checkpoints"):
         find_resume_checkpoint(out, "never")
+
+
+class _Tiny(pl.LightningModule):
+    """A one-weight regression: enough for Lightning's loops, checkpoints and restarts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return (self.w(batch) - 1.0).pow(2).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(torch.ones(32, 1), batch_size=2)  # 16 batches: no epoch end at step 4
+
+
+def _fit(tmp_path: Path, callbacks: list[pl.Callback], ckpt: Path | None = None) -> pl.Trainer:
+    trainer = pl.Trainer(max_steps=4, callbacks=callbacks, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         default_root_dir=str(tmp_path))
+    trainer.fit(_Tiny(), ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    return trainer
+
+
+def test_periodic_checkpoint_leaves_the_last_step_to_the_final_save(tmp_path: Path) -> None:
+    """Saved inside the last step, Lightning's logging-step counter lags by one and a resume with nothing left to
+    train kept the lag (the flake of the kill test above when its kill landed after step 4). Every state the
+    periodic checkpoint writes must resume to the counters of an uninterrupted run."""
+    from pumit.training.callbacks import PeriodicCheckpoint
+
+    last = tmp_path / "last.ckpt"
+    written: list[int] = []
+
+    class Spy(pl.Callback):  # runs after PeriodicCheckpoint: copies whatever it just wrote
+        def on_train_batch_end(self, trainer, *args) -> None:  # type: ignore[no-untyped-def]
+            if last.is_file():
+                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+                if step not in written:
+                    written.append(step)
+                    (tmp_path / f"at{step}.ckpt").write_bytes(last.read_bytes())
+
+    trainer = _fit(tmp_path, [PeriodicCheckpoint(last, every_n_steps=1, every_minutes=0), Spy()])
+    assert written == [1, 2, 3]  # step 4 is the final save's (run.py after fit), not a mid-step copy
+    assert trainer.fit_loop.epoch_loop._batches_that_stepped == 4
+    for step in written:  # a kill after each of them: the same command resumes to the uninterrupted counters
+        again = _fit(tmp_path / f"r{step}", [PeriodicCheckpoint(tmp_path / f"r{step}.ckpt", every_n_steps=1)],
+                     ckpt=tmp_path / f"at{step}.ckpt")
+        assert again.global_step == 4
+        assert again.fit_loop.epoch_loop._batches_that_stepped == 4
