@@ -156,6 +156,10 @@ def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, A
     dm.prepare()
     roi = tuple(int(v) for v in cfg["roi"])
     model = build_arm(arm, cfg, dm.labels, dm.in_channels, roi, dm.target_spacing)  # type: ignore[arg-type]
+    if cfg.get("init_weights"):  # a continuation: the network starts from an earlier run's weights
+        from safetensors.torch import load_model
+
+        load_model(model, str(cfg["init_weights"]))
     gflops = window_gflops(model, roi, dm.target_spacing, dm.in_channels)
     module = SegmentationModule(cfg, dm.labels, dm.target_spacing, dm.in_channels, model=model,  # type: ignore[arg-type]
                                 median_shape=dm.median_shape)
@@ -163,8 +167,13 @@ def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, A
     pl.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
     trainer, _, _ = build_trainer(cfg, run_dir, module, has_val=dm.has_val)
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer.fit(module, datamodule=dm)
+    from pumit.training.run import find_resume_checkpoint
+
+    ckpt = find_resume_checkpoint(run_dir, "auto")  # a run killed after a periodic checkpoint continues from it
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if cfg.get("checkpoint_every_n_steps"):  # the final state (the periodic checkpoint leaves the last step to it)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     save_weights(model, run_dir / "model.safetensors")
     m = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return {
@@ -175,6 +184,7 @@ def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, A
         "val_loss": m.get("val/loss"), "final_train_loss": m.get("train/loss"),
         "conv_levels": getattr(getattr(model, "config", None), "conv_levels", None),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3), "gflops_per_train_window": round(gflops, 3),
+        "init_weights": str(cfg["init_weights"]) if cfg.get("init_weights") else None,
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "threads": torch.get_num_threads(),
         "loadavg_end": list(os.getloadavg()), "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
@@ -192,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the config's seed)")
     ap.add_argument("--config-override", nargs="+", default=[], metavar="KEY=VALUE",
                     help="override config keys (YAML values), e.g. light_conv_levels=2")
+    ap.add_argument("--init-weights", default=None, metavar="SAFETENSORS",
+                    help="start every run from these weights (an earlier run's model.safetensors of the same arm "
+                         "and labels): a continuation with a new warm-up and schedule")
     ap.add_argument("--variant", default="", help="a name for this configuration of the arms (kept with each run)")
     args = ap.parse_args(argv)
     import yaml
@@ -206,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = {k: raw.pop(k) for k in list(raw) if k.startswith(("unet_", "light_")) or k in ("lrs", "dataset")}
     cfg = resolve_config("segment", None, {**raw, "data": args.data, "progress": "none"})
     cfg.update(extra)
+    if args.init_weights:
+        if not Path(args.init_weights).is_file():
+            raise SystemExit(f"--init-weights: {args.init_weights} not found")
+        cfg["init_weights"] = args.init_weights
     if args.max_steps:
         cfg["max_steps"] = cfg["val_check_interval"] = args.max_steps
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
