@@ -229,3 +229,20 @@ if [ "$LONG_STEPS" -gt 0 ]; then
             --out "$RESULTS/brain-eval-pretrained-f$f-$LONG_STEPS.json"
     done
 fi
+
+# --- 14. the DynUNet at v0.2.0's budget (4500 steps): step 13's 1500-step run at 100 % trained DYN_CONTINUE_STEPS
+# (3000) more steps at lr 0.001 (0.3x its 0.003: the rule of our continuations, 0.003 after 0.01), a new warm-up and
+# cosine schedule, seed 0, evaluated as in step 6 (DYN_CONTINUE_STEPS=0 skips it; run in a seventh session)
+DYN_CONTINUE_STEPS=${DYN_CONTINUE_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
+if [ "$DYN_CONTINUE_STEPS" -gt 0 ] && arm_on dynunet; then
+    DYN1500=$OUT/dynunet-f100-$LONG_STEPS/dynunet-lr${LR_DYNUNET:-0.003}-s0
+    [ -f "$DYN1500/model.safetensors" ] || { echo "step 14 needs step 13's DynUNet run: $DYN1500 not found" >&2; exit 1; }
+    $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet --data "$DATA/processed/manifest_frac100.jsonl" \
+        --lrs 0.001 --max-steps "$DYN_CONTINUE_STEPS" --init-weights "$DYN1500/model.safetensors" \
+        --config-override checkpoint_every_n_steps=250 log_every_n_steps=50 \
+        --variant "continued from dynunet-f100-$LONG_STEPS (lr 0.003, $LONG_STEPS steps)" \
+        --work "$OUT/dynunet-f100-cont" --out "$RESULTS/brain-dynunet-f100-cont$DYN_CONTINUE_STEPS.json"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS))" \
+        --baseline "$OUT/dynunet-f100-cont/dynunet-lr0.001-s0" \
+        --out "$RESULTS/brain-eval-dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS)).json"
+fi
