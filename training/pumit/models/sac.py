@@ -224,14 +224,19 @@ class SACUpBlock(nn.Module):
 
 
 class SACConvBlock(nn.Module):
-    """``SACConv 3³ → GroupNorm → LeakyReLU``; ``forward_spacing`` marks it as spacing-aware."""
+    """``SACConv 3³ → norm → LeakyReLU``; ``forward_spacing`` marks it as spacing-aware.
+
+    ``norm="group"``: GroupNorm(``groups``), statistics over the group's channels *and the whole window*;
+    ``norm="channel"``: LayerNorm over the channels of each voxel (:class:`ChannelLayerNorm`), independent of the
+    window's extent and content elsewhere. Both keep the parameter names ``norm.weight`` / ``norm.bias``.
+    """
 
     forward_spacing = True
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int = 8):
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 8, norm: str = "group"):
         super().__init__()
         self.conv = SACConv(in_channels, out_channels)
-        self.norm = nn.GroupNorm(min(groups, out_channels), out_channels)
+        self.norm = ChannelLayerNorm(out_channels) if norm == "channel" else nn.GroupNorm(min(groups, out_channels), out_channels)
         self.act = nn.LeakyReLU(inplace=True)
 
     def forward(self, x: torch.Tensor, spacing: SpacingLike) -> tuple[torch.Tensor, Spacing]:

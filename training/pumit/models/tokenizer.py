@@ -39,6 +39,10 @@ from pumit.spacing import Spacing, SpacingLike, as_spacing, check_volume, requir
 
 #: ``TokenizerConfig.layout`` values.
 TOKENIZER_LAYOUTS = ("default", "published")
+#: ``TokenizerConfig.norm`` values: ``"group"`` (GroupNorm(8) in the conv blocks, as published: its statistics are
+#: those of the whole window, so a reconstruction depends on the window it is run in) or ``"channel"``
+#: (LayerNorm over the channels of each voxel: the same output in any window, whole volumes in one pass).
+TOKENIZER_NORMS = ("group", "channel")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class TokenizerConfig:
     codebook_size: int = 1024
     temperature: float = 1.0
     layout: str = "default"
+    norm: str = "group"
 
     PRESETS = {
         "base": dict(channels=(128, 256, 512), codebook_size=1024),
@@ -62,6 +67,10 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         if self.layout not in TOKENIZER_LAYOUTS:
             raise InputError(f"tokenizer layout must be one of {', '.join(TOKENIZER_LAYOUTS)}, got {self.layout!r}")
+        if self.norm not in TOKENIZER_NORMS:
+            raise InputError(f"tokenizer norm must be one of {', '.join(TOKENIZER_NORMS)}, got {self.norm!r}")
+        if self.layout == "published" and self.norm != "group":
+            raise InputError("the published tokenizer layout has GroupNorm blocks: use norm 'group' with it")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TokenizerConfig:
@@ -232,10 +241,10 @@ def _default_layers(config: TokenizerConfig) -> tuple[list[nn.Module], list[nn.M
     c = config.channels
     enc: list[nn.Module] = [SACDownsample(config.in_channels, c[0], config.first_stride), ChannelLayerNorm(c[0]), nn.GELU()]
     enc += [SACDownsample(a, b, 2) for a, b in zip(c[:-1], c[1:])]
-    enc += [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
-    dec: list[nn.Module] = [SACConvBlock(c[-1], c[-1]) for _ in range(config.num_blocks)]
+    enc += [SACConvBlock(c[-1], c[-1], norm=config.norm) for _ in range(config.num_blocks)]
+    dec: list[nn.Module] = [SACConvBlock(c[-1], c[-1], norm=config.norm) for _ in range(config.num_blocks)]
     for a, b in zip(c[::-1][:-1], c[::-1][1:]):
-        dec += [SACUpsample(a, b, 2), SACConvBlock(b, b)]
+        dec += [SACUpsample(a, b, 2), SACConvBlock(b, b, norm=config.norm)]
     dec += [SACUpsample(c[0], config.in_channels, config.first_stride)]
     return enc, dec
 

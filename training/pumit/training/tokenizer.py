@@ -41,6 +41,8 @@ def build_tokenizer(cfg: dict[str, Any]) -> UniversalTokenizer:
         over["codebook_size"] = int(cfg["codebook_size"])
     if cfg.get("first_stride"):
         over["first_stride"] = int(cfg["first_stride"])
+    if cfg.get("tokenizer_norm"):
+        over["norm"] = str(cfg["tokenizer_norm"])
     return UniversalTokenizer(TokenizerConfig.preset(cfg.get("tokenizer_preset", "base"), **over))
 
 

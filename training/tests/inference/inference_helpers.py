@@ -48,9 +48,9 @@ def make_segmenter(folder: Path, meta: dict[str, Any] | None = None, *, seed: in
     return save_pretrained(model, folder, meta=SEG_META if meta is None else meta)
 
 
-def make_tokenizer(folder: Path, meta: dict[str, Any] | None = None, *, seed: int = 0) -> Path:
+def make_tokenizer(folder: Path, meta: dict[str, Any] | None = None, *, seed: int = 0, **config: Any) -> Path:
     torch.manual_seed(seed)
-    model = UniversalTokenizer(TokenizerConfig.preset("tiny", codebook_size=64))
+    model = UniversalTokenizer(TokenizerConfig.preset("tiny", **{"codebook_size": 64, **config}))
     return save_pretrained(model, folder, meta=meta if meta is not None else {"name": "tiny-tok", "version": "1.0.0",
                                                                                "input": {"modality": "MRI"}})
 

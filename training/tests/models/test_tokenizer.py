@@ -114,3 +114,27 @@ def test_perceptual_is_pluggable_and_never_downloads(tmp_path):
 
     with pytest.raises(ModelError, match="not found"):
         build_perceptual(tmp_path / "missing.safetensors")
+
+
+def test_channel_norm_tokenizer_output_does_not_depend_on_the_window() -> None:
+    """``norm='channel'``: a crop of the input gives the same reconstruction as the whole input wherever the crop's
+    cut is outside the receptive field; GroupNorm (the published block) changes every voxel with the window."""
+    x = torch.randn(1, 1, 8, 32, 64)
+    diffs = {}
+    for norm in ("channel", "group"):
+        torch.manual_seed(0)
+        t = UniversalTokenizer(TokenizerConfig.preset("tiny", channels=(16,), first_stride=2, codebook_size=32,
+                                                      norm=norm)).eval()
+        with torch.no_grad():
+            whole, crop = t(x, (1.0, 1.0, 1.0))[0], t(x[..., :40], (1.0, 1.0, 1.0))[0]
+        diffs[norm] = (whole[..., :16] - crop[..., :16]).abs().max().item()  # 24 voxels from the cut
+    assert diffs["channel"] == 0.0 and diffs["group"] > 1e-3, diffs
+    saved = TokenizerConfig.preset("tiny", norm="channel").to_dict()
+    assert saved["norm"] == "channel" and TokenizerConfig.from_dict(saved).norm == "channel"
+    assert TokenizerConfig.from_dict({"channels": [16]}).norm == "group"  # configs saved before the option
+
+
+@pytest.mark.parametrize("bad", [dict(norm="batch"), dict(norm="channel", layout="published")])
+def test_tokenizer_norm_is_checked(bad: dict) -> None:
+    with pytest.raises(InputError, match="norm"):
+        TokenizerConfig.preset("tiny", **bad)
