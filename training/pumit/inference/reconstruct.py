@@ -154,24 +154,6 @@ def reconstruct_image(
     return run_task(progress, "reconstructing", _KNOBS, lambda prog: _reconstruct(image, model, settings, tokens, prog))
 
 
-#: The largest default window ``(D, H, W)`` voxels of a tokenizer whose output does not depend on its window
-#: (``config.norm == "channel"``): whole 2 mm heads and 512² CT slices in one pass, a large CT in a few slabs whose
-#: activations stay near 1 GB (stride 2, 64 channels: 270 MB per feature map).
-INDEPENDENT_WINDOW = (32, 512, 512)
-
-
-def default_window(norm: str, meta: dict[str, Any], divisor: tuple[int, int, int]
-                   ) -> tuple[tuple[int, int, int] | None, str]:
-    """The default reconstruction window ``(D, H, W)`` voxels and why: :data:`INDEPENDENT_WINDOW` (rounded down to
-    the token grid) for a tokenizer normalized per voxel (``norm: channel``: any window gives the same output, so
-    the largest practical one), else the GroupNorm model's :func:`training_window`; ``None``: the whole volume."""
-    if norm == "channel":
-        win = tuple(max(int(d), w // int(d) * int(d)) for w, d in zip(INDEPENDENT_WINDOW, divisor))
-        return win, "the tokenizer normalizes per voxel: windows give the same result as one pass"  # type: ignore[return-value]
-    return training_window(meta, divisor), ("its GroupNorm statistics are those of the window it sees, so windows of "
-                                            "the tokenizer's training crop are used")
-
-
 def training_window(meta: dict[str, Any], divisor: tuple[int, int, int]) -> tuple[int, int, int] | None:
     """The default reconstruction window ``(D, H, W)`` voxels (model order): the tokenizer's training crop,
     ``meta.input.crop_tokens`` ``(TZ, TXY)`` tokens times the token size ``divisor`` at this spacing; ``None``
@@ -196,17 +178,15 @@ def _reconstruct(
     divisor = model.required_divisor(spacing)
     padded = pad_to_multiple(prep.array, divisor, mode="edge")
     pshape: tuple[int, int, int] = tuple(padded.shape[1:])  # type: ignore[assignment]
-    window, why = default_window(getattr(getattr(model.module, "config", None), "norm", "group"), model.meta, divisor)
-    requested = settings.roi if settings.roi is not None else window
+    requested = settings.roi if settings.roi is not None else training_window(model.meta, divisor)
     if settings.roi is None and requested is not None:
         requested = tuple(min(r, n) for r, n in zip(requested, pshape))  # type: ignore[assignment]
-        if requested == pshape:
-            requested = None  # the whole (padded) volume fits one default window
     if requested is None:
         roi, overlap, blend = pshape, 0.0, "constant"
     else:
         if settings.roi is None:
-            prog.note(f"note: reconstructing in windows of {requested} (D, H, W) voxels: {why}; pass --roi to change")
+            prog.note(f"note: reconstructing in windows of the tokenizer's training crop {requested} (D, H, W) voxels: its "
+                      "GroupNorm statistics are those of the window it sees; pass --roi to change")
         plan = fit_roi(requested, pshape, divisor)
         for note in plan.notes:
             prog.note(note)
