@@ -41,7 +41,7 @@ from pumit.spacing import Spacing, SpacingLike, as_spacing, check_volume, requir
 TOKENIZER_LAYOUTS = ("default", "published")
 #: ``TokenizerConfig.norm`` values: ``"group"`` (GroupNorm(8) in the conv blocks, as published: its statistics are
 #: those of the whole window, so a reconstruction depends on the window it is run in) or ``"channel"``
-#: (LayerNorm over the channels of each voxel: the same output in any window, whole volumes in one pass).
+#: (LayerNorm over the channels of each voxel: away from its borders, the output does not depend on the window).
 TOKENIZER_NORMS = ("group", "channel")
 
 

@@ -239,8 +239,8 @@ _TOKENIZER = [
     _opt("first_stride", NoneOrInt, "override the first downsampling's stride (total stride = first stride x "
          "2^(len(channels)-1))", None, metavar="S", group="model"),
     _opt("tokenizer_norm", str, "normalization of the conv blocks: group (GroupNorm, as published; the output "
-         "depends on the window it is run in) or channel (LayerNorm over each voxel's channels: the same in any "
-         "window)", "group", choices=("group", "channel"), group="model"),
+         "depends on the window it is run in) or channel (LayerNorm over each voxel's channels: away from "
+         "the window's borders, the output does not depend on it)", "group", choices=("group", "channel"), group="model"),
     _opt("perceptual", str, "perceptual network: random (frozen random VGG16), none, or a VGG16 weights file "
          "(.safetensors / .pth)", "random", metavar="random|none|FILE", group="loss"),
     _opt("l1_weight", float, "weight of the L1 reconstruction loss", 1.0, group="loss"),

@@ -103,31 +103,6 @@ def test_windowed_reconstruction_matches_grid(tmp_path, tok):
     assert res.tokens is not None and res.tokens.GetSize() == (5, 4, 5)
 
 
-def test_window_independent_tokenizer_gives_one_result_in_any_window(tmp_path):
-    """``norm: channel`` (per-voxel LayerNorm): the default runs a real MRI in one pass (it fits the default window)
-    and Gaussian-blended windows differ from it only by the zero padding at their borders (a random-weight model:
-    ~0.1 std); a GroupNorm model's windows also differ in their statistics (the v0.4 window grid), far more. Its
-    default stays the training crop."""
-    from inference_helpers import make_tokenizer
-    from pumit.inference.reconstruct import INDEPENDENT_WINDOW, default_window
-
-    img = sitk.ReadImage(str(MRI))  # (68, 52, 67) voxels
-    out = {}
-    for norm in ("channel", "group"):
-        model = load_model(make_tokenizer(tmp_path / norm, {"name": f"t-{norm}", "version": "1.0.0",
-                                                            "input": {"modality": "MRI", "crop_tokens": [1, 2]}},
-                                          channels=(16, 32), first_stride=2, norm=norm), "reconstruct")
-        assert model.module.config.norm == norm  # saved and loaded with the model
-        one = reconstruct_image(img, model, settings=CPU)
-        tiles = reconstruct_image(img, model, settings=InferenceSettings(device="cpu", roi=(48, 48, 48), overlap=0.5))
-        a, b = (sitk.GetArrayFromImage(r.reconstruction) for r in (one, tiles))
-        out[norm] = float(np.abs(a - b).mean() / a.std())
-    assert out["channel"] < out["group"] / 4, out
-    assert default_window("channel", {}, (1, 4, 4))[0] == INDEPENDENT_WINDOW == (32, 512, 512)
-    assert default_window("channel", {}, (3, 24, 24))[0] == (30, 504, 504)  # on the token grid
-    assert default_window("group", {"input": {"crop_tokens": [8, 24]}}, (2, 2, 2))[0] == (16, 48, 48)
-
-
 def test_reconstruct_2d_dicom(tmp_path, models):
     from pydicom.data import get_testdata_file
 
