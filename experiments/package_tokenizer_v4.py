@@ -15,17 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from collect_results import metrics_rows
 from package_models import ASSETS, ROOT, write_folder
-from tokenizer_card import Packaging, fmt
+from tokenizer_card import Packaging, fmt, last_logged
 
 VERSION = "0.4.0"
-
-
-def last_logged(run: Path, key: str) -> float | None:
-    """The last logged value of ``key`` in the run's CSV log."""
-    rows = [r for r in metrics_rows(run) if key in r]
-    return float(rows[-1][key]) if rows else None
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ for stage in search seeds; do
   ARMS=dynunet LE_STAGE=$stage bash experiments/label_efficiency.sh
 done
 
-# tokenizer v0.4, shipped as pumit-ref-tokenizer-v0.4.0 (docs/results.md "Tokenizer v0.4"): first the probes that
+# tokenizer v0.4, shipped as pumit-ref-tokenizer-v0.4.0 until v0.5.0 (docs/results.md "Tokenizer v0.4"): first the probes that
 # showed v0.3's stride-4 tokens cap 1 mm reconstruction (decoder trained alone, encoder + codebook frozen), then
 # stride 2 on the same data list, its two MIM backbones, hippocampus label efficiency and AdrenalMNIST3D
 # (scratch, DynUNet and ResNet arms do not depend on the tokenizer: shared with the v0.3 chain)
@@ -110,12 +110,25 @@ $PUMIT train tokenizer --config experiments/configs/tokenizer_v4.yaml --data run
 $PY experiments/eval_reconstruction.py --tokenizer runs/ref/tok4/model --output runs/ref/recon-eval-tok4 --montages 1
 $PY experiments/package_tokenizer_v4.py --run runs/ref/tok4 --eval runs/ref/recon-eval-tok4
 $PUMIT train mim --config experiments/configs/mim_v3.yaml --data runs/data/tok3/train.jsonl \
-    --tokenizer pumit-ref-tokenizer-v0.4.0 --name pumit-ref-vit-mim4 --output runs/ref/mim4
+    --tokenizer runs/ref/tok4/model --name pumit-ref-vit-mim4 --output runs/ref/mim4
 $PUMIT train mim --config experiments/configs/mim_v3.yaml --data runs/data/tok3/train.jsonl \
-    --tokenizer pumit-ref-tokenizer-v0.4.0 --target-temperature 0.1 --name pumit-ref-vit-mim4-t01 --output runs/ref/mim4-t01
+    --tokenizer runs/ref/tok4/model --target-temperature 0.1 --name pumit-ref-vit-mim4-t01 --output runs/ref/mim4-t01
 for stage in search seeds; do ARMS=light LE_VARIANTS="mim4 mim4-t01" LE_STAGE=$stage bash experiments/label_efficiency.sh; done
 $PY experiments/collect_label_efficiency.py
 # ... and AdrenalMNIST3D on the T = 0.1 MIM backbones (v0.3 and v0.4): scratch / pre-trained SPAD-ViT and the ResNet-18 baseline,
 # lr searched at seed 0 by validation AUC, then seeds 1-2 (docs/results.md "AdrenalMNIST3D on the v0.3 chain")
 for stage in search seeds; do $PY experiments/adrenal_chain.py --stage $stage; done
 $PY experiments/adrenal_chain.py --table --update docs/results.md
+
+# tokenizer v0.5, shipped as pumit-ref-tokenizer-v0.5.0 (docs/results.md "Tokenizer v0.5"): v0.4's recipe for 6000 steps,
+# and the per-voxel normalization candidate (not shipped) at 3000 and 6000 steps; the candidate's rows in 32x512x512
+# windows (results/reconstruction_v0.5.0.json) were measured with commit ac63875's reconstruct.py, whose default
+# ran a channel-norm tokenizer in windows of that size clamped to the volume (withdrawn in the next commits)
+$PUMIT train tokenizer --config experiments/configs/tokenizer_v5.yaml --data runs/data/tok3/train.jsonl --output runs/ref/tok5
+$PUMIT train tokenizer --config experiments/configs/tokenizer_v5_channel.yaml --data runs/data/tok3/train.jsonl --output runs/ref/tok5-channel-3k
+$PUMIT train tokenizer --config experiments/configs/tokenizer_v5_channel.yaml --data runs/data/tok3/train.jsonl --max-steps 6000 \
+    --output runs/ref/tok5-channel-6k
+for t in tok5 tok5-channel-3k tok5-channel-6k; do
+    $PY experiments/eval_reconstruction.py --tokenizer runs/ref/$t/model --output runs/ref/recon-eval-$t --montages 1
+done
+$PY experiments/package_tokenizer_v5.py --run runs/ref/tok5 --eval runs/ref/recon-eval-tok5 --previous-eval runs/ref/recon-eval-tok4

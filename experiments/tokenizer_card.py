@@ -1,4 +1,4 @@
-"""What the tokenizer packagers (package_tokenizer_v3.py, package_tokenizer_v4.py) share: the training list and
+"""What the tokenizer packagers (package_tokenizer_v3.py, _v4.py, _v5.py) share: the training list and
 held-out sets, the evaluation they read (experiments/eval_reconstruction.py), the ``meta`` fields and the metric
 tables and closing sections of the model card. Each packager keeps only what is its version's own."""
 from __future__ import annotations
@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from collect_results import metrics_rows
 from package_models import MSD_ATTRIBUTION, ROOT
 
 from pumit.data import read_processed_manifest
@@ -28,6 +29,12 @@ HELD_OUT = {
 
 def fmt(v: float | None, f: str) -> str:
     return "–" if v is None else format(v, f)
+
+
+def last_logged(run: Path, key: str) -> float | None:
+    """The last logged value of ``key`` in the run's CSV log."""
+    rows = [r for r in metrics_rows(run) if key in r]
+    return float(rows[-1][key]) if rows else None
 
 
 @dataclass
