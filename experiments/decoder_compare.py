@@ -137,9 +137,12 @@ def save_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_model(model, str(tmp))
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # beside it (same file system), unique per process
+    try:
+        save_model(model, str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run_one(arm: str, lr: float, cfg: dict[str, Any], work: Path) -> dict[str, Any]:
