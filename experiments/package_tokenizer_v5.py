@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 
 from package_models import ASSETS, ROOT, write_folder
 from tokenizer_card import Packaging, fmt, last_logged
@@ -22,40 +23,51 @@ from tokenizer_card import Packaging, fmt, last_logged
 VERSION = "0.5.0"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="runs/ref/tok5")
-    ap.add_argument("--eval", default="runs/ref/recon-eval-tok5")
-    ap.add_argument("--previous-eval", default="runs/ref/recon-eval-tok4", help="v0.4.0's evaluation folder")
-    a = ap.parse_args()
-    run = ROOT / a.run
-    pk = Packaging.load(run / "model", ROOT / a.eval)
+@dataclass(frozen=True)
+class Release:
+    """What differs between the releases of v0.4.0's recipe trained longer (this script: v0.5.0)."""
+
+    version: str = VERSION
+    config: str = "tokenizer_v5.yaml"
+    section: str = "tokenizer v0.5"  # of experiments/run_all.sh
+    longer: str = "instead of 3000"  # "trained for N steps ..."
+    previous: str = "v0.4.0"  # the release the card compares with
+    previous_neck_ssim: str = "0.14"
+    minutes: str = "30"
+    why: str = ("sharper on every held-out\ngroup, and the per-window offsets that lowered v0.4.0's SSIM on 2D CT slices "
+                "are gone.")
+
+
+def package(rel: Release, run_dir: str, eval_dir: str, previous_eval: str) -> None:
+    """Package ``run_dir``/model with its evaluation ``eval_dir``, compared with ``previous_eval`` (same script)."""
+    run = ROOT / run_dir
+    pk = Packaging.load(run / "model", ROOT / eval_dir)
     src, cfg, summary, recon, records = pk.src, pk.cfg, pk.summary, pk.recon, pk.records
-    old = json.loads((ROOT / a.previous_eval / "summary.json").read_text())
+    old = json.loads((ROOT / previous_eval / "summary.json").read_text())
+    VERSION, prev = rel.version, rel.previous  # noqa: N806 - the card template below reads them
     steps = cfg["meta"].get("training", {}).get("steps", "?")
     c = pk.arch
     stride = pk.stride
     entropy = last_logged(run, "train/token_entropy")
 
-    def vs(group: str, key: str, f: str = ".2f") -> str:  # "this vs v0.4.0's" for a group mean
+    def vs(group: str, key: str, f: str = ".2f") -> str:  # "this vs the previous release's" for a group mean
         return f"{summary[group][key + '_mean']:{f}} vs {old[group][key + '_mean']:{f}}"
 
     ixi_s = sum(r["seconds"] for r in recon if r["group"] == "ixi") / max(1, sum(r["group"] == "ixi" for r in recon))
     neck = next((r["metrics"] for r in recon if r["name"] == "ct_neck"), None)
-    meta = pk.meta(VERSION, "experiments/run_all.sh section 'tokenizer v0.5' (experiments/README.md)")
+    meta = pk.meta(VERSION, f"experiments/run_all.sh section '{rel.section}' (experiments/README.md)")
     card = f"""# pumit-ref-tokenizer v{VERSION}
 
 Small reference **universal visual tokenizer** (SAC encoder, soft tokens, SAC decoder) shipped with pumit for
 `pumit demo`, `pumit reconstruct` and the 3D Slicer Reconstruct tab (the bare name `pumit-ref-tokenizer` resolves
 to this version). Trained on the CPU; much smaller than the paper's tokenizer. **v0.4.0's architecture, data and
-loss trained for {steps} steps instead of 3000** (docs/results.md, "Tokenizer v0.5"): sharper on every held-out
-group, and the per-window offsets that lowered v0.4.0's SSIM on 2D CT slices are gone. v0.3.0 (stride 4) stays in
+loss trained for {steps} steps {rel.longer}** (docs/results.md, "Tokenizer v0.5"): {rel.why} v0.3.0 (stride 4) stays in
 the package for the MIM chain trained against it.
 
 | field | value |
 |---|---|
 | architecture | channels {c['channels']}, first stride {c['first_stride']}, total stride {stride} (token = {stride}×{stride} voxels in-plane, {stride} in depth at isotropic spacing), codebook K = {c['codebook_size']}, GroupNorm blocks (`norm: {c.get('norm', 'group')}`), {(src / 'model.safetensors').stat().st_size / 1e6:.1f} MB |
-| training | `experiments/configs/tokenizer_v5.yaml`: seed 0, {steps} steps, batch 4, crops 16×48² (1×48² for 2D; 8×24² tokens), AdamW lr 2e-3 cosine; L1 + diversity 0.1; reconstruction only (the sharpness term is not switched on at this budget); no GAN and no perceptual loss (CPU budget, no pre-trained VGG offline); ≈ 30 min on one CPU core |
+| training | `experiments/configs/{rel.config}`: seed 0, {steps} steps, batch 4, crops 16×48² (1×48² for 2D; 8×24² tokens), AdamW lr 2e-3 cosine; L1 + diversity 0.1; reconstruction only (the sharpness term is not switched on at this budget); no GAN and no perceptual loss (CPU budget, no pre-trained VGG offline); ≈ {rel.minutes} min on one CPU core |
 | data | {len(records)} training items (repetitions included) from {pk.dataset_counts()}; the same list as v0.3.0 and v0.4.0 (`experiments/data/make_tokenizer_v3_index.py` / `make_tokenizer_v3_manifest.py`) |
 | held out (never trained on) | {pk.held_out_row()} |
 | input normalization | per modality as in training ({pk.modalities()}); CT uses the full window [-1024, 2048] HU so that air and bone come back. `--modality` or the DICOM Modality tag selects it; a file without one (NIfTI) is classified from its intensities (CT from Hounsfield units, else MRI z-score) |
@@ -66,9 +78,9 @@ the package for the MIM chain trained against it.
 the network sees; `pumit reconstruct` therefore runs it in Gaussian-blended windows of the training crop
 (`meta.input.crop_tokens` × token size, here 16×48×48 voxels) unless `--roi` says otherwise.
 
-**Against v0.4.0** (the same evaluation, images and settings; this vs v0.4.0): Pearson IXI {vs('ixi', 'pearson', '.3f')},
+**Against {prev}** (the same evaluation, images and settings; this vs {prev}): Pearson IXI {vs('ixi', 'pearson', '.3f')},
 hippocampus {vs('hippocampus', 'pearson', '.3f')}, CT {vs('ct', 'pearson', '.3f')}; SSIM IXI {vs('ixi', 'ssim')}, hippocampus
-{vs('hippocampus', 'ssim')}, CT {vs('ct', 'ssim')} (the neck slice {fmt(neck and neck['ssim'], '.2f')}, v0.4.0 0.14); std
+{vs('hippocampus', 'ssim')}, CT {vs('ct', 'ssim')} (the neck slice {fmt(neck and neck['ssim'], '.2f')}, {prev} {rel.previous_neck_ssim}); std
 ratio IXI {vs('ixi', 'std_ratio')}, hippocampus {vs('hippocampus', 'std_ratio')}.
 
 **Limitations (honest).** Still a **smoothed** image: fine cortical folding, thin bone and noise texture are
@@ -82,6 +94,15 @@ one CPU thread (mean of the held-out subjects in the evaluation below).
 
 {pk.metrics_sections()}"""
     write_folder(src, ASSETS / f"pumit-ref-tokenizer-v{VERSION}", meta, card)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="runs/ref/tok5")
+    ap.add_argument("--eval", default="runs/ref/recon-eval-tok5")
+    ap.add_argument("--previous-eval", default="runs/ref/recon-eval-tok4", help="v0.4.0's evaluation folder")
+    a = ap.parse_args()
+    package(Release(), a.run, a.eval, a.previous_eval)
 
 
 if __name__ == "__main__":
