@@ -120,7 +120,7 @@ $PY experiments/collect_label_efficiency.py
 for stage in search seeds; do $PY experiments/adrenal_chain.py --stage $stage; done
 $PY experiments/adrenal_chain.py --table --update docs/results.md
 
-# tokenizer v0.5, shipped as pumit-ref-tokenizer-v0.5.0 (docs/results.md "Tokenizer v0.5"): v0.4's recipe for 6000 steps,
+# tokenizer v0.5 and v0.6 (docs/results.md "Tokenizer v0.5 and v0.6"): v0.4's recipe for 6000 steps (v0.5.0),
 # and the per-voxel normalization candidate (not shipped) at 3000 and 6000 steps; the candidate's rows in 32x512x512
 # windows (results/reconstruction_v0.5.0.json) were measured with commit ac63875's reconstruct.py, whose default
 # ran a channel-norm tokenizer in windows of that size clamped to the volume (withdrawn in the next commits)
@@ -131,4 +131,8 @@ $PUMIT train tokenizer --config experiments/configs/tokenizer_v5_channel.yaml --
 for t in tok5 tok5-channel-3k tok5-channel-6k; do
     $PY experiments/eval_reconstruction.py --tokenizer runs/ref/$t/model --output runs/ref/recon-eval-$t --montages 1
 done
-$PY experiments/package_tokenizer_v5.py --run runs/ref/tok5 --eval runs/ref/recon-eval-tok5 --previous-eval runs/ref/recon-eval-tok4
+# (v0.5.0, shipped until v0.6.0:) $PY experiments/package_tokenizer_v5.py --run runs/ref/tok5 --eval runs/ref/recon-eval-tok5 --previous-eval runs/ref/recon-eval-tok4
+# v0.6.0, shipped: the same recipe for 12000 steps
+$PUMIT train tokenizer --config experiments/configs/tokenizer_v6.yaml --data runs/data/tok3/train.jsonl --output runs/ref/tok6
+$PY experiments/eval_reconstruction.py --tokenizer runs/ref/tok6/model --output runs/ref/recon-eval-tok6 --montages 1
+$PY experiments/package_tokenizer_v6.py --run runs/ref/tok6 --eval runs/ref/recon-eval-tok6 --previous-eval runs/ref/recon-eval-tok5

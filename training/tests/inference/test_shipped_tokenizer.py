@@ -47,7 +47,7 @@ def test_shipped_tokenizer_versions(shipped):
     (whose reconstructions were a flat grey field)."""
     versions = sorted(d.name for d in (assets_dir() / "models").iterdir() if d.name.startswith("pumit-ref-tokenizer-v"))
     assert versions == sorted({shipped.name, MIM_CHAIN_TOKENIZER}) and "pumit-ref-tokenizer-v0.2.0" not in versions
-    assert shipped.name == "pumit-ref-tokenizer-v0.5.0"
+    assert shipped.name == "pumit-ref-tokenizer-v0.6.0"
     cfg = json.loads((shipped / "config.json").read_text())["config"]
     assert cfg["first_stride"] * 2 ** (len(cfg["channels"]) - 1) == 2
 
