@@ -23,6 +23,7 @@ ARMS = (
     ("dynunet-f100-1500", "MONAI DynUNet, nnU-Net 3d_fullres rules, from scratch, v0.1.0's budget"),
     ("dynunet-f100-4500", "MONAI DynUNet, the 1500-step run trained 3000 more steps at lr 0.001, 4500 in all "
                           "(v0.2.0's budget)"),
+    ("dynunet-f100-7500", "MONAI DynUNet, the 4500-step run trained 3000 more steps at lr 0.0003, 7500 in all"),
     ("unetr-f100", "MONAI UNETR (12 blocks, patch 16, the SPAD-ViT's width and heads), from scratch"),
     ("scratch-f100", "ours (SPAD-ViT, light decoder, 1 block per level), from scratch"),
     ("scratch-rb2-f100", "ours, light decoder with 2 blocks per level (the new default), from scratch"),

@@ -246,3 +246,18 @@ if [ "$DYN_CONTINUE_STEPS" -gt 0 ] && arm_on dynunet; then
         --baseline "$OUT/dynunet-f100-cont/dynunet-lr0.001-s0" \
         --out "$RESULTS/brain-eval-dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS)).json"
 fi
+
+# --- 15. the DynUNet at 7500 steps: step 14's run trained DYN_CONTINUE2_STEPS (3000) more steps at lr 0.0003 (0.3x
+# step 14's 0.001), evaluated as in step 6 (DYN_CONTINUE2_STEPS=0 skips it; the seventh session)
+DYN_CONTINUE2_STEPS=${DYN_CONTINUE2_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
+if [ "$DYN_CONTINUE_STEPS" -gt 0 ] && [ "$DYN_CONTINUE2_STEPS" -gt 0 ] && arm_on dynunet; then
+    DYN4500=$OUT/dynunet-f100-cont/dynunet-lr0.001-s0
+    TOTAL=$((LONG_STEPS + DYN_CONTINUE_STEPS + DYN_CONTINUE2_STEPS))
+    $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet --data "$DATA/processed/manifest_frac100.jsonl" \
+        --lrs 0.0003 --max-steps "$DYN_CONTINUE2_STEPS" --init-weights "$DYN4500/model.safetensors" \
+        --config-override checkpoint_every_n_steps=250 log_every_n_steps=50 \
+        --variant "continued from dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS)) ($LONG_STEPS at lr 0.003 + $DYN_CONTINUE_STEPS at lr 0.001)" \
+        --work "$OUT/dynunet-f100-cont2" --out "$RESULTS/brain-dynunet-f100-cont2-$DYN_CONTINUE2_STEPS.json"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f100-$TOTAL" \
+        --baseline "$OUT/dynunet-f100-cont2/dynunet-lr0.0003-s0" --out "$RESULTS/brain-eval-dynunet-f100-$TOTAL.json"
+fi
