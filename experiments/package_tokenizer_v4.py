@@ -55,14 +55,7 @@ is trained (docs/results.md, "Tokenizer v0.4"). v0.3.0 stays in the package for 
 | architecture | channels {c['channels']}, first stride {c['first_stride']}, total stride {stride} (token = {stride}×{stride} voxels in-plane, {stride} in depth at isotropic spacing), codebook K = {c['codebook_size']}, {(src / 'model.safetensors').stat().st_size / 1e6:.1f} MB |
 | training | `experiments/configs/tokenizer_v4.yaml`: seed 0, {steps} steps, batch 4, crops 16×48² (1×48² for 2D; 8×24² tokens), AdamW lr 2e-3 cosine; L1 + diversity 0.1; reconstruction only (the sharpness term is not switched on at this budget); no GAN and no perceptual loss (CPU budget, no pre-trained VGG offline); ≈ 13 min on one CPU core |
 | data | {len(records)} training items (repetitions included) from {pk.dataset_counts()}; the same list as v0.3.0 (`experiments/data/make_tokenizer_v3_index.py` / `make_tokenizer_v3_manifest.py`) |
-| held out (never trained on) | {pk.held_out_row()} |
-| input normalization | per modality as in training ({pk.modalities()}); CT uses the full window [-1024, 2048] HU so that air and bone come back. `--modality` or the DICOM Modality tag selects it; a file without one (NIfTI) is classified from its intensities (CT from Hounsfield units, else MRI z-score) |
-| license | **CC BY-SA 4.0** (share-alike from MSD CC BY-SA 4.0 and IXI CC BY-SA 3.0); other data CC BY 4.0, Apache-2.0, MIT |
-| intended use | demo, tests, reconstruction viewing, MIM targets for small experiments; **not for clinical use** |
-
-**Inference window.** The encoder and decoder blocks use GroupNorm, whose statistics are those of the whole window
-the network sees; `pumit reconstruct` therefore runs it in Gaussian-blended windows of the training crop
-(`meta.input.crop_tokens` × token size, here 16×48×48 voxels) unless `--roi` says otherwise.
+{pk.common_card_rows()}
 
 **Limitations (honest).** Sharper than v0.3.0 (SSIM on the held-out IXI heads {vs('ixi', 'ssim')}, hippocampus
 {vs('hippocampus', 'ssim')}; v0.3.0's card figures) but still **smoothed**: fine cortical folding, thin bone and noise

@@ -69,14 +69,7 @@ the package for the MIM chain trained against it.
 | architecture | channels {c['channels']}, first stride {c['first_stride']}, total stride {stride} (token = {stride}×{stride} voxels in-plane, {stride} in depth at isotropic spacing), codebook K = {c['codebook_size']}, GroupNorm blocks (`norm: {c.get('norm', 'group')}`), {(src / 'model.safetensors').stat().st_size / 1e6:.1f} MB |
 | training | `experiments/configs/{rel.config}`: seed 0, {steps} steps, batch 4, crops 16×48² (1×48² for 2D; 8×24² tokens), AdamW lr 2e-3 cosine; L1 + diversity 0.1; reconstruction only (the sharpness term is not switched on at this budget); no GAN and no perceptual loss (CPU budget, no pre-trained VGG offline); ≈ {rel.minutes} min on one CPU core |
 | data | {len(records)} training items (repetitions included) from {pk.dataset_counts()}; the same list as v0.3.0 and v0.4.0 (`experiments/data/make_tokenizer_v3_index.py` / `make_tokenizer_v3_manifest.py`) |
-| held out (never trained on) | {pk.held_out_row()} |
-| input normalization | per modality as in training ({pk.modalities()}); CT uses the full window [-1024, 2048] HU so that air and bone come back. `--modality` or the DICOM Modality tag selects it; a file without one (NIfTI) is classified from its intensities (CT from Hounsfield units, else MRI z-score) |
-| license | **CC BY-SA 4.0** (share-alike from MSD CC BY-SA 4.0 and IXI CC BY-SA 3.0); other data CC BY 4.0, Apache-2.0, MIT |
-| intended use | demo, tests, reconstruction viewing, MIM targets for small experiments; **not for clinical use** |
-
-**Inference window.** The encoder and decoder blocks use GroupNorm, whose statistics are those of the whole window
-the network sees; `pumit reconstruct` therefore runs it in Gaussian-blended windows of the training crop
-(`meta.input.crop_tokens` × token size, here 16×48×48 voxels) unless `--roi` says otherwise.
+{pk.common_card_rows()}
 
 **Against {prev}** (the same evaluation, images and settings; this vs {prev}): Pearson IXI {vs('ixi', 'pearson', '.3f')},
 hippocampus {vs('hippocampus', 'pearson', '.3f')}, CT {vs('ct', 'pearson', '.3f')}; SSIM IXI {vs('ixi', 'ssim')}, hippocampus
@@ -96,13 +89,18 @@ one CPU thread (mean of the held-out subjects in the evaluation below).
     write_folder(src, ASSETS / f"pumit-ref-tokenizer-v{VERSION}", meta, card)
 
 
-def main() -> None:
+def cli(rel: Release, run: str, eval_dir: str, previous_eval: str) -> None:
+    """``--run``, ``--eval`` and ``--previous-eval`` (defaults: the arguments) on the command line, then :func:`package`."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="runs/ref/tok5")
-    ap.add_argument("--eval", default="runs/ref/recon-eval-tok5")
-    ap.add_argument("--previous-eval", default="runs/ref/recon-eval-tok4", help="v0.4.0's evaluation folder")
+    ap.add_argument("--run", default=run)
+    ap.add_argument("--eval", default=eval_dir)
+    ap.add_argument("--previous-eval", default=previous_eval, help=f"{rel.previous}'s evaluation folder")
     a = ap.parse_args()
-    package(Release(), a.run, a.eval, a.previous_eval)
+    package(rel, a.run, a.eval, a.previous_eval)
+
+
+def main() -> None:
+    cli(Release(), "runs/ref/tok5", "runs/ref/recon-eval-tok5", "runs/ref/recon-eval-tok4")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,12 @@
     python experiments/package_tokenizer_v6.py [--run runs/ref/tok6] [--eval runs/ref/recon-eval-tok6] \\
         [--previous-eval runs/ref/recon-eval-tok5]
 
-The card and meta are v0.5.0's (:func:`package_tokenizer_v5.package`), compared with v0.5.0's evaluation. v0.5.0
+The card, meta and command line are v0.5.0's (:func:`package_tokenizer_v5.cli`), compared with v0.5.0's evaluation. v0.5.0
 leaves the package (its folder is in the git history); v0.3.0 stays for the MIM chain trained against it.
 """
 from __future__ import annotations
 
-import argparse
-
-from package_tokenizer_v5 import Release, package
+from package_tokenizer_v5 import Release, cli
 
 RELEASE = Release(
     version="0.6.0", config="tokenizer_v6.yaml", section="tokenizer v0.5", longer="instead of v0.5.0's 6000",
@@ -20,12 +18,7 @@ RELEASE = Release(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="runs/ref/tok6")
-    ap.add_argument("--eval", default="runs/ref/recon-eval-tok6")
-    ap.add_argument("--previous-eval", default="runs/ref/recon-eval-tok5", help="v0.5.0's evaluation folder")
-    a = ap.parse_args()
-    package(RELEASE, a.run, a.eval, a.previous_eval)
+    cli(RELEASE, "runs/ref/tok6", "runs/ref/recon-eval-tok6", "runs/ref/recon-eval-tok5")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,18 @@ class Packaging:
                 f"cases of `experiments/data/hippocampus_val.txt` ({len(HELD_OUT['msd_hippocampus'])}), AdrenalMNIST3D "
                 f"val/test, CT slices {', '.join(Path(p).name for p in HELD_OUT['ct'])}")
 
+    def common_card_rows(self) -> str:
+        """The card's table rows from "held out" to "intended use" and its paragraph on the inference window (the
+        GroupNorm tokenizers of v0.4's recipe: windows of the training crop)."""
+        return f"""| held out (never trained on) | {self.held_out_row()} |
+| input normalization | per modality as in training ({self.modalities()}); CT uses the full window [-1024, 2048] HU so that air and bone come back. `--modality` or the DICOM Modality tag selects it; a file without one (NIfTI) is classified from its intensities (CT from Hounsfield units, else MRI z-score) |
+| license | **CC BY-SA 4.0** (share-alike from MSD CC BY-SA 4.0 and IXI CC BY-SA 3.0); other data CC BY 4.0, Apache-2.0, MIT |
+| intended use | demo, tests, reconstruction viewing, MIM targets for small experiments; **not for clinical use** |
+
+**Inference window.** The encoder and decoder blocks use GroupNorm, whose statistics are those of the whole window
+the network sees; `pumit reconstruct` therefore runs it in Gaussian-blended windows of the training crop
+(`meta.input.crop_tokens` × token size, here 16×48×48 voxels) unless `--roi` says otherwise."""
+
     def metrics_sections(self) -> str:
         """The card's closing sections: the held-out metric tables (per group, per image) and the attribution."""
         grp = "\n".join(
