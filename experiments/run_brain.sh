@@ -230,34 +230,38 @@ if [ "$LONG_STEPS" -gt 0 ]; then
     done
 fi
 
-# --- 14. the DynUNet at v0.2.0's budget (4500 steps): step 13's 1500-step run at 100 % trained DYN_CONTINUE_STEPS
-# (3000) more steps at lr 0.001 (0.3x its 0.003: the rule of our continuations, 0.003 after 0.01), a new warm-up and
-# cosine schedule, seed 0, evaluated as in step 6 (DYN_CONTINUE_STEPS=0 skips it; run in a seventh session)
-DYN_CONTINUE_STEPS=${DYN_CONTINUE_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
-if [ "$DYN_CONTINUE_STEPS" -gt 0 ] && arm_on dynunet; then
-    DYN1500=$OUT/dynunet-f100-$LONG_STEPS/dynunet-lr${LR_DYNUNET:-0.003}-s0
-    [ -f "$DYN1500/model.safetensors" ] || { echo "step 14 needs step 13's DynUNet run: $DYN1500 not found" >&2; exit 1; }
+# continue_dyn BASE_RUN LR STEPS WORK RESULT VARIANT TOTAL: the DynUNet continuation of steps 14 and 15. The
+# decoder_compare run folder BASE_RUN (its model.safetensors) trained STEPS more steps at LR with a new warm-up and
+# cosine schedule, seed 0, into $OUT/WORK ($RESULTS/brain-RESULT.json, VARIANT recorded with it), then evaluated as
+# in step 6 as dynunet-f100-TOTAL (TOTAL: the steps in all)
+continue_dyn() {
+    local base=$1 lr=$2 steps=$3 work=$4 result=$5 variant=$6 total=$7
+    [ -f "$base/model.safetensors" ] || { echo "the DynUNet continuation needs $base (not found)" >&2; exit 1; }
     $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet --data "$DATA/processed/manifest_frac100.jsonl" \
-        --lrs 0.001 --max-steps "$DYN_CONTINUE_STEPS" --init-weights "$DYN1500/model.safetensors" \
+        --lrs "$lr" --max-steps "$steps" --init-weights "$base/model.safetensors" \
         --config-override checkpoint_every_n_steps=250 log_every_n_steps=50 \
-        --variant "continued from dynunet-f100-$LONG_STEPS (lr 0.003, $LONG_STEPS steps)" \
-        --work "$OUT/dynunet-f100-cont" --out "$RESULTS/brain-dynunet-f100-cont$DYN_CONTINUE_STEPS.json"
-    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS))" \
-        --baseline "$OUT/dynunet-f100-cont/dynunet-lr0.001-s0" \
-        --out "$RESULTS/brain-eval-dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS)).json"
+        --variant "$variant" --work "$OUT/$work" --out "$RESULTS/brain-$result.json"
+    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f100-$total" \
+        --baseline "$OUT/$work/dynunet-lr$lr-s0" --out "$RESULTS/brain-eval-dynunet-f100-$total.json"
+}
+
+# --- 14. the DynUNet at v0.2.0's budget (4500 steps): step 13's 1500-step run at 100 % trained DYN_CONTINUE_STEPS
+# (3000) more steps at lr 0.001 (0.3x its 0.003: the rule of our continuations, 0.003 after 0.01), evaluated as in
+# step 6 (DYN_CONTINUE_STEPS=0 skips it; run in a seventh session)
+DYN_CONTINUE_STEPS=${DYN_CONTINUE_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
+DYN_STEPS14=$((LONG_STEPS + DYN_CONTINUE_STEPS))  # the steps of step 14's DynUNet in all
+if [ "$DYN_CONTINUE_STEPS" -gt 0 ] && arm_on dynunet; then
+    continue_dyn "$OUT/dynunet-f100-$LONG_STEPS/dynunet-lr${LR_DYNUNET:-0.003}-s0" 0.001 "$DYN_CONTINUE_STEPS" \
+        dynunet-f100-cont "dynunet-f100-cont$DYN_CONTINUE_STEPS" \
+        "continued from dynunet-f100-$LONG_STEPS (lr 0.003, $LONG_STEPS steps)" "$DYN_STEPS14"
 fi
 
 # --- 15. the DynUNet at 7500 steps: step 14's run trained DYN_CONTINUE2_STEPS (3000) more steps at lr 0.0003 (0.3x
 # step 14's 0.001), evaluated as in step 6 (DYN_CONTINUE2_STEPS=0 skips it; the seventh session)
 DYN_CONTINUE2_STEPS=${DYN_CONTINUE2_STEPS:-$([ "$SMOKE" = 1 ] && echo 0 || echo 3000)}
 if [ "$DYN_CONTINUE_STEPS" -gt 0 ] && [ "$DYN_CONTINUE2_STEPS" -gt 0 ] && arm_on dynunet; then
-    DYN4500=$OUT/dynunet-f100-cont/dynunet-lr0.001-s0
-    TOTAL=$((LONG_STEPS + DYN_CONTINUE_STEPS + DYN_CONTINUE2_STEPS))
-    $PY experiments/decoder_compare.py --config "$DYN_CONFIG" --arms dynunet --data "$DATA/processed/manifest_frac100.jsonl" \
-        --lrs 0.0003 --max-steps "$DYN_CONTINUE2_STEPS" --init-weights "$DYN4500/model.safetensors" \
-        --config-override checkpoint_every_n_steps=250 log_every_n_steps=50 \
-        --variant "continued from dynunet-f100-$((LONG_STEPS + DYN_CONTINUE_STEPS)) ($LONG_STEPS at lr 0.003 + $DYN_CONTINUE_STEPS at lr 0.001)" \
-        --work "$OUT/dynunet-f100-cont2" --out "$RESULTS/brain-dynunet-f100-cont2-$DYN_CONTINUE2_STEPS.json"
-    $PY experiments/eval_brain.py --model "$OUT/packaged/shipped" --name "dynunet-f100-$TOTAL" \
-        --baseline "$OUT/dynunet-f100-cont2/dynunet-lr0.0003-s0" --out "$RESULTS/brain-eval-dynunet-f100-$TOTAL.json"
+    continue_dyn "$OUT/dynunet-f100-cont/dynunet-lr0.001-s0" 0.0003 "$DYN_CONTINUE2_STEPS" dynunet-f100-cont2 \
+        "dynunet-f100-cont2-$DYN_CONTINUE2_STEPS" \
+        "continued from dynunet-f100-$DYN_STEPS14 ($LONG_STEPS at lr 0.003 + $DYN_CONTINUE_STEPS at lr 0.001)" \
+        "$((DYN_STEPS14 + DYN_CONTINUE2_STEPS))"
 fi
